@@ -1,0 +1,1 @@
+"""The fabric: gRPC API, control plane, worker agent, providers and web gateway."""

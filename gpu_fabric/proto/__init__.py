@@ -1,0 +1,1 @@
+"""The gRPC API of the fabric: generated stubs for common, client and worker protos."""
