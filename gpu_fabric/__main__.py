@@ -1,0 +1,65 @@
+"""`python -m gpu_fabric serve|worker`: the fabric's own processes (the SDK's CLI execs these)."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+
+import click
+
+
+@click.group()
+def cli() -> None:
+    """gpu-fabric server-side processes."""
+
+
+def _default_data_dir() -> str:
+    return os.environ.get("GPUFABRIC_DATA_DIR") or os.path.join(os.path.expanduser("~"), ".gpufabric", "fabric")
+
+
+@cli.command(context_settings={"show_default": True})
+@click.option("--host", default="127.0.0.1", help="Address to listen on (0.0.0.0 for other machines).")
+@click.option("--port", default=7373, type=int, help="Port to listen on (0 picks a free one).")
+@click.option("--data-dir", default=None, help="Where state (SQLite) and blobs live. [default: ~/.gpufabric/fabric]")
+@click.option("--token", default=None, envvar="GPUFABRIC_SERVE_TOKEN", help="Token clients and workers must present (kept in the data dir when not given).")
+@click.option("--workers", default=1, type=int, help="Local worker agents to start (0 for a control plane only).")
+@click.option("--simulate-gpus", default="", help="Local workers advertise simulated GPUs, e.g. H100:2 (tests only).")
+@click.option("--worker-cpu", default=None, type=float, help="CPUs each local worker offers.")
+@click.option("--worker-memory-mb", default=None, type=int, help="Memory each local worker offers.")
+@click.option("--heartbeat-timeout", default=10.0, type=float, help="Seconds without a heartbeat before a worker is lost.")
+@click.option("--app-heartbeat-timeout", default=30.0, type=float, help="Seconds without a client heartbeat before an ephemeral app stops.")
+@click.option("--ready-file", default=None, help="Write {url, token, pid} as JSON here once serving.")
+@click.option("--embedded", is_flag=True, help="Exit when stdin closes (used by the SDK's embedded fabric).")
+@click.option("--log-level", default="WARNING")
+def serve(host, port, data_dir, token, workers, simulate_gpus, worker_cpu, worker_memory_mb, heartbeat_timeout,
+          app_heartbeat_timeout, ready_file, embedded, log_level) -> None:
+    """Run a control plane with local workers until interrupted."""
+    from ._serve import serve as run
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    worker_args = []
+    if simulate_gpus:
+        worker_args += ["--simulate-gpus", simulate_gpus]
+    if worker_cpu:
+        worker_args += ["--cpu", str(worker_cpu)]
+    if worker_memory_mb:
+        worker_args += ["--memory-mb", str(worker_memory_mb)]
+    engine_options = {"heartbeat_timeout_s": heartbeat_timeout, "app_heartbeat_timeout_s": app_heartbeat_timeout}
+    asyncio.run(run(
+        data_dir=data_dir or _default_data_dir(), host=host, port=port, token=token, workers=workers,
+        worker_args=worker_args, ready_file=ready_file, embedded=embedded, engine_options=engine_options,
+    ))
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})
+@click.pass_context
+def worker(ctx) -> None:
+    """Run a worker agent (see `python -m gpu_fabric worker --help`)."""
+    from .worker._main import run_worker
+
+    sys.exit(run_worker(list(ctx.args)) or 0)
+
+
+if __name__ == "__main__":
+    cli()

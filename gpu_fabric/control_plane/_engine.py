@@ -1,0 +1,733 @@
+"""The control plane's engine: queues, dispatch, retries, containers and workers, on one event loop."""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from typing import Callable
+
+from gpu_fabric.proto import client_pb2, common_pb2, worker_pb2
+
+from . import _scheduler as sched
+from ._records import AppRec, CallRec, ContainerRec, FunctionRec, InputRec, WorkerRec, new_id
+from ._store import StateStore, StoredApp, StoredCall, StoredFunction, StoredInput, StoredOutput
+
+log = logging.getLogger("gpu_fabric.control_plane")
+
+S = common_pb2
+MAX_LOST = 5  # a lost input is retried for free this many times, then it fails
+START_FAILURES_TO_GIVE_UP = 3
+TIMEOUT_GRACE_S = 10.0
+
+
+class FabricError(Exception):
+    """An error the servicer turns into a gRPC status: `code` is a grpc.StatusCode name."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+class Engine:
+    """All live state; every method runs on the control plane's event loop thread."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        *,
+        token: str,
+        default_python: str,
+        heartbeat_interval_s: float = 1.0,
+        heartbeat_timeout_s: float = 10.0,
+        app_heartbeat_timeout_s: float = 30.0,
+        default_timeout_s: float = 300.0,
+        default_scaledown_window_s: float = 60.0,
+        unplaceable_timeout_s: float = 60.0,
+        max_queued_per_function: int = 200_000,
+        output_ttl_s: float = 7 * 24 * 3600.0,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.store = store
+        self.token = token
+        self.default_python = default_python
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.heartbeat_timeout_s = heartbeat_timeout_s
+        self.app_heartbeat_timeout_s = app_heartbeat_timeout_s
+        self.default_timeout_s = default_timeout_s
+        self.default_scaledown_window_s = default_scaledown_window_s
+        self.unplaceable_timeout_s = unplaceable_timeout_s
+        self.max_queued_per_function = max_queued_per_function
+        self.output_ttl_s = output_ttl_s
+        self.clock = clock
+        self.apps: dict[str, AppRec] = {}
+        self.functions: dict[str, FunctionRec] = {}
+        self.calls: dict[str, CallRec] = {}
+        self.inputs: dict[str, InputRec] = {}
+        self.containers: dict[str, ContainerRec] = {}
+        self.workers: dict[str, WorkerRec] = {}
+        self._pending_outputs: list[StoredOutput] = []
+        self._pending_calls: dict[str, CallRec] = {}
+        self._pending_retried: list[InputRec] = []
+        self._read_calls: collections.deque = collections.deque()
+
+    # ------------------------------------------------------------------ load
+    def load(self) -> None:
+        """Rebuild live state from the store after a (re)start: unfinished inputs are queued again."""
+        now = self.clock()
+        for a in self.store.apps():
+            self.apps[a.app_id] = AppRec(a.app_id, a.name, a.kind, a.state, a.created_at, a.stopped_at, last_heartbeat=now)
+            self.apps[a.app_id].log_seq = self.store.max_log_seq(a.app_id)
+        for f in self.store.functions():
+            spec = S.FunctionSpec.FromString(f.spec)
+            definition = S.FunctionDefinition.FromString(f.definition)
+            self.functions[f.function_id] = FunctionRec(f.function_id, f.app_id, f.name, spec, definition)
+            if f.app_id in self.apps:
+                self.apps[f.app_id].function_ids[f.name] = f.function_id
+        for c in self.store.calls():
+            self.calls[c.call_id] = CallRec(c.call_id, c.function_id, c.kind, c.created_at, c.num_inputs, c.num_done, c.closed, c.cancelled)
+        for o in self.store.outputs():
+            call = self.calls.get(o.call_id)
+            if call is None:
+                continue
+            call.outputs[o.seq] = client_pb2.FunctionOutput(
+                input_id=o.input_id, idx=o.idx, result=S.FunctionResult.FromString(o.result),
+                attempts=o.attempts, log_seq=o.log_seq, seq=o.seq,
+            )
+        for call in self.calls.values():
+            call.next_seq = call.num_done + 1
+        for i in self.store.pending_inputs():
+            rec = InputRec(i.input_id, i.call_id, i.function_id, i.idx, S.FunctionInput.FromString(i.payload), i.payload, i.attempts, i.lost)
+            if i.function_id not in self.functions or i.call_id not in self.calls:
+                continue
+            self.inputs[i.input_id] = rec
+            self.calls[i.call_id].pending.add(i.input_id)
+            self.functions[i.function_id].queue.append(i.input_id)
+
+    # ------------------------------------------------------------------ apps
+    def create_app(self, name: str, kind: int) -> AppRec:
+        if not name or len(name) > 64:
+            raise FabricError("INVALID_ARGUMENT", "app name must be 1 to 64 characters")
+        if kind not in (client_pb2.APP_KIND_EPHEMERAL, client_pb2.APP_KIND_DEPLOYED):
+            raise FabricError("INVALID_ARGUMENT", "app kind must be EPHEMERAL or DEPLOYED")
+        now = self.clock()
+        if kind == client_pb2.APP_KIND_DEPLOYED:
+            existing = self.deployed_app(name)
+            if existing is not None:
+                return existing
+        state = client_pb2.APP_STATE_DEPLOYED if kind == client_pb2.APP_KIND_DEPLOYED else client_pb2.APP_STATE_RUNNING
+        app = AppRec(new_id("ap"), name, kind, state, now, last_heartbeat=now)
+        self.store.put_app(StoredApp(app.app_id, name, kind, state, now, 0.0))
+        self.apps[app.app_id] = app
+        return app
+
+    def deployed_app(self, name: str) -> AppRec | None:
+        for app in self.apps.values():
+            if app.name == name and app.state == client_pb2.APP_STATE_DEPLOYED:
+                return app
+        return None
+
+    def app(self, app_id: str) -> AppRec:
+        app = self.apps.get(app_id)
+        if app is None:
+            raise FabricError("NOT_FOUND", f"app {app_id!r} not found")
+        return app
+
+    def find_app(self, app_id: str, name: str) -> AppRec:
+        if app_id:
+            return self.app(app_id)
+        candidates = [a for a in self.apps.values() if a.name == name]
+        if not candidates:
+            raise FabricError("NOT_FOUND", f"no app named {name!r}; `gpufabric app list` shows the apps")
+        live = [a for a in candidates if a.state != client_pb2.APP_STATE_STOPPED]
+        return max(live or candidates, key=lambda a: a.created_at)
+
+    def heartbeat_app(self, app_id: str) -> None:
+        self.app(app_id).last_heartbeat = self.clock()
+
+    def stop_app(self, app: AppRec, reason: str = "the app was stopped") -> None:
+        if app.state == client_pb2.APP_STATE_STOPPED:
+            return
+        app.state = client_pb2.APP_STATE_STOPPED
+        app.stopped_at = self.clock()
+        self.store.put_app(StoredApp(app.app_id, app.name, app.kind, app.state, app.created_at, app.stopped_at))
+        for fid in app.function_ids.values():
+            fn = self.functions[fid]
+            for input_id in list(fn.queue):
+                rec = self.inputs.get(input_id)
+                if rec is not None and not rec.container_id:
+                    self._finish(rec, _result(S.RESULT_STATUS_TERMINATED, reason))
+            fn.queue.clear()
+            for cid in list(fn.containers):
+                self._shutdown_container(self.containers[cid])
+        self.flush()
+        app.log_notifier.notify()
+
+    # ------------------------------------------------------------- functions
+    def create_function(self, app_id: str, spec, definition) -> FunctionRec:
+        app = self.app(app_id)
+        if app.state == client_pb2.APP_STATE_STOPPED:
+            raise FabricError("FAILED_PRECONDITION", f"app {app.name!r} is stopped; start a new run")
+        _validate_spec(spec)
+        if definition.kind == S.FunctionDefinition.KIND_UNSPECIFIED:
+            raise FabricError("INVALID_ARGUMENT", "function definition has no kind")
+        existing = app.function_ids.get(spec.name)
+        if existing is not None:
+            fn = self.functions[existing]
+            changed = fn.spec != spec or fn.definition != definition
+            fn.spec, fn.definition = spec, definition
+            if changed:  # a redeploy: containers running the old code finish and go
+                for cid in list(fn.containers):
+                    self._shutdown_container(self.containers[cid])
+        else:
+            fn = FunctionRec(new_id("fu"), app_id, spec.name, spec, definition)
+            self.functions[fn.function_id] = fn
+            app.function_ids[spec.name] = fn.function_id
+        self.store.put_function(StoredFunction(fn.function_id, app_id, spec.name, spec.SerializeToString(), definition.SerializeToString()))
+        self.autoscale(fn)
+        return fn
+
+    def function(self, function_id: str) -> FunctionRec:
+        fn = self.functions.get(function_id)
+        if fn is None:
+            raise FabricError("NOT_FOUND", f"function {function_id!r} not found")
+        return fn
+
+    def lookup_function(self, app_name: str, function_name: str) -> FunctionRec:
+        app = self.deployed_app(app_name)
+        if app is None:
+            raise FabricError("NOT_FOUND", f"app {app_name!r} is not deployed; deploy it with `gpufabric deploy FILE`")
+        fid = app.function_ids.get(function_name)
+        if fid is None:
+            names = ", ".join(sorted(app.function_ids)) or "none"
+            raise FabricError("NOT_FOUND", f"app {app_name!r} has no function {function_name!r} (it has: {names})")
+        return self.functions[fid]
+
+    def container_python(self, fn: FunctionRec) -> str:
+        return fn.spec.python_version or self.default_python
+
+    # ----------------------------------------------------------------- calls
+    def create_call(self, function_id: str, kind: int) -> CallRec:
+        fn = self.function(function_id)
+        app = self.apps[fn.app_id]
+        if app.state == client_pb2.APP_STATE_STOPPED:
+            raise FabricError("FAILED_PRECONDITION", f"app {app.name!r} is stopped")
+        return CallRec(new_id("fc"), function_id, kind, self.clock())
+
+    def call(self, call_id: str) -> CallRec:
+        call = self.calls.get(call_id)
+        if call is None:
+            raise FabricError("NOT_FOUND", f"function call {call_id!r} not found (or its outputs expired)")
+        return call
+
+    def put_inputs(self, call: CallRec, inputs, closed: bool, *, new_call: bool) -> list[str]:
+        """Store inputs durably, then queue them; returns their ids."""
+        fn = self.function(call.function_id)
+        if not new_call:
+            if call.closed:
+                raise FabricError("FAILED_PRECONDITION", f"call {call.call_id} is closed; start a new call")
+            if call.cancelled:
+                raise FabricError("FAILED_PRECONDITION", f"call {call.call_id} was cancelled")
+        if inputs and len(fn.queue) + len(inputs) > self.max_queued_per_function:
+            raise FabricError(
+                "RESOURCE_EXHAUSTED",
+                f"{len(fn.queue)} inputs are waiting for {fn.name}; retry this batch after a back-off",
+            )
+        recs = []
+        for i, inp in enumerate(inputs):
+            if not inp.args and not inp.args_blob_id:
+                raise FabricError("INVALID_ARGUMENT", f"input {i} has neither args nor args_blob_id")
+            payload = inp.SerializeToString()
+            recs.append(InputRec(new_id("in"), call.call_id, fn.function_id, call.num_inputs + i, inp, payload))
+        call.num_inputs += len(recs)
+        call.closed = call.closed or closed
+        stored_call = _stored_call(call)
+        self.store.put_call_with_inputs(
+            stored_call if new_call else None,
+            None if new_call else stored_call,
+            [StoredInput(r.input_id, r.call_id, r.function_id, r.idx, r.payload, 0, 0) for r in recs],
+        )
+        if new_call:
+            self.calls[call.call_id] = call
+        for r in recs:
+            self.inputs[r.input_id] = r
+            call.pending.add(r.input_id)
+            fn.queue.append(r.input_id)
+        self._dispatch(fn)
+        self.autoscale(fn)
+        call.notifier.notify()
+        return [r.input_id for r in recs]
+
+    def ack_outputs(self, call: CallRec, cursor: int) -> None:
+        if cursor <= 0 or not call.outputs:
+            return
+        acked = [seq for seq in call.outputs if seq <= cursor]
+        if acked:
+            for seq in acked:
+                del call.outputs[seq]
+            self.store.delete_outputs(call.call_id, cursor)
+
+    def outputs_after(self, call: CallRec, cursor: int, max_items: int) -> list:
+        out = []
+        for seq, output in call.outputs.items():
+            if seq > cursor:
+                out.append(output)
+                if len(out) >= max_items:
+                    break
+        return out
+
+    def cancel_call(self, call: CallRec, terminate_containers: bool) -> None:
+        if call.cancelled:
+            return
+        call.cancelled = True
+        call.closed = True
+        for input_id in list(call.pending):
+            rec = self.inputs.get(input_id)
+            if rec is None:
+                continue
+            cid = rec.container_id
+            self._finish(rec, _result(S.RESULT_STATUS_TERMINATED, "the call was cancelled"))
+            container = self.containers.get(cid) if cid else None
+            if container is not None:
+                container.cancelled.append(input_id)
+                if terminate_containers:
+                    self._stop_container(container)
+        self._pending_calls[call.call_id] = call
+        self.flush()
+
+    # ------------------------------------------------------------ dispatching
+    def _take(self, fn: FunctionRec, container: ContainerRec, n: int) -> list[InputRec]:
+        taken = []
+        now = self.clock()
+        while fn.queue and len(taken) < n:
+            rec = self.inputs.get(fn.queue.popleft())
+            if rec is None or rec.container_id or rec.waiting_retry:
+                continue  # finished or claimed while it sat in the queue
+            rec.container_id = container.container_id
+            rec.claimed_at = now
+            container.held[rec.input_id] = now
+            taken.append(rec)
+        return taken
+
+    def _dispatch(self, fn: FunctionRec) -> None:
+        """Hand queued inputs to containers of `fn` that are long-polling for them."""
+        if not fn.queue:
+            return
+        for cid in fn.containers:
+            container = self.containers[cid]
+            waiter = container.waiter
+            if waiter is None or waiter.done() or container.shutdown:
+                continue
+            taken = self._take(fn, container, container.waiter_max)
+            if taken:
+                container.waiter = None
+                waiter.set_result(taken)
+            if not fn.queue:
+                return
+
+    def to_container_input(self, rec: InputRec, fn: FunctionRec):
+        return worker_pb2.ContainerInput(
+            input_id=rec.input_id, call_id=rec.call_id, input=rec.proto, attempt=rec.attempts + 1,
+            timeout_s=fn.spec.timeout_s or self.default_timeout_s, idx=rec.idx,
+        )
+
+    def release_unsent(self, container: ContainerRec, recs: list[InputRec]) -> None:
+        """The long-poll that was to carry `recs` died: put them back at the front of the queue."""
+        fn = self.functions[container.function_id]
+        for rec in reversed(recs):
+            if self.inputs.get(rec.input_id) is rec and rec.container_id == container.container_id:
+                rec.container_id = ""
+                container.held.pop(rec.input_id, None)
+                fn.queue.appendleft(rec.input_id)
+        self._dispatch(fn)
+
+    # --------------------------------------------------------------- outputs
+    def container_output(self, container: ContainerRec | None, input_id: str, result, duration_s: float) -> None:
+        rec = self.inputs.get(input_id)
+        if container is not None:
+            container.held.pop(input_id, None)
+            fn = self.functions[container.function_id]
+            if result.status in (S.RESULT_STATUS_SUCCESS, S.RESULT_STATUS_FAILURE) and duration_s >= 0:
+                fn.avg_duration_s = duration_s if fn.avg_duration_s is None else 0.8 * fn.avg_duration_s + 0.2 * duration_s
+        if rec is None:
+            return  # already finished (a late duplicate); the first output won
+        if result.status == S.RESULT_STATUS_INIT_FAILURE:
+            self.init_failed(self.functions[rec.function_id], result, also=[rec])
+            return
+        self._complete_attempt(rec, result)
+
+    def _complete_attempt(self, rec: InputRec, result) -> None:
+        """An attempt ended with `result`: retry per the function's policy, or finish the input."""
+        fn = self.functions[rec.function_id]
+        call = self.calls[rec.call_id]
+        retryable = result.status in (S.RESULT_STATUS_FAILURE, S.RESULT_STATUS_TIMEOUT, S.RESULT_STATUS_INTERNAL_FAILURE)
+        policy = fn.spec.retries
+        if retryable and not call.cancelled and rec.attempts < policy.max_retries:
+            rec.attempts += 1
+            delay = policy.initial_delay_s * (policy.backoff_coefficient or 1.0) ** (rec.attempts - 1)
+            if policy.max_delay_s:
+                delay = min(delay, policy.max_delay_s)
+            self._release_claim(rec)
+            self._pending_retried.append(rec)
+            self.system_log(fn.app_id, f"{fn.name}: input {rec.idx} failed ({_one_line(result.exception)}); retry {rec.attempts} of {policy.max_retries} in {delay:.1f}s", fn.name)
+            self._requeue_later(rec, delay)
+            return
+        rec.attempts += 1
+        self._finish(rec, result)
+
+    def _requeue_later(self, rec: InputRec, delay: float) -> None:
+        def requeue() -> None:
+            rec.waiting_retry = False
+            if self.inputs.get(rec.input_id) is rec:
+                fn = self.functions[rec.function_id]
+                fn.queue.append(rec.input_id)
+                self._dispatch(fn)
+                self.autoscale(fn)
+
+        if delay <= 0:
+            requeue()
+        else:
+            rec.waiting_retry = True
+            asyncio.get_running_loop().call_later(delay, requeue)
+
+    def _release_claim(self, rec: InputRec) -> None:
+        if rec.container_id:
+            container = self.containers.get(rec.container_id)
+            if container is not None:
+                container.held.pop(rec.input_id, None)
+            rec.container_id = ""
+
+    def _finish(self, rec: InputRec, result) -> None:
+        """The input is done: its output is numbered, stored (at the next flush) and handed out."""
+        self._release_claim(rec)
+        self.inputs.pop(rec.input_id, None)
+        call = self.calls[rec.call_id]
+        call.pending.discard(rec.input_id)
+        fn = self.functions[rec.function_id]
+        app = self.apps[fn.app_id]
+        seq = call.next_seq
+        call.next_seq += 1
+        call.num_done += 1
+        output = client_pb2.FunctionOutput(
+            input_id=rec.input_id, idx=rec.idx, result=result, attempts=max(1, rec.attempts), log_seq=app.log_seq, seq=seq
+        )
+        call.outputs[seq] = output
+        self._pending_outputs.append(
+            StoredOutput(call.call_id, seq, rec.input_id, rec.idx, result.SerializeToString(), output.attempts, app.log_seq, self.clock())
+        )
+        self._pending_calls[call.call_id] = call
+        call.notifier.notify()
+
+    def flush(self) -> None:
+        """Commit finished outputs and retry counters in one transaction."""
+        if not (self._pending_outputs or self._pending_calls or self._pending_retried):
+            return
+        outputs, self._pending_outputs = self._pending_outputs, []
+        calls, self._pending_calls = self._pending_calls, {}
+        retried, self._pending_retried = self._pending_retried, []
+        self.store.complete_inputs(
+            outputs,
+            [_stored_call(c) for c in calls.values()],
+            [StoredInput(r.input_id, r.call_id, r.function_id, r.idx, b"", r.attempts, r.lost) for r in retried if r.input_id in self.inputs],
+        )
+
+    def init_failed(self, fn: FunctionRec, result, also: list[InputRec] = ()) -> None:
+        """The function cannot load: fail what is queued for it, without retries."""
+        self.system_log(fn.app_id, f"{fn.name}: container could not start: {_one_line(result.exception)}", fn.name)
+        for rec in list(also):
+            if self.inputs.get(rec.input_id) is rec:
+                self._finish(rec, result)
+        while fn.queue:
+            rec = self.inputs.get(fn.queue.popleft())
+            if rec is not None and not rec.container_id:
+                self._finish(rec, result)
+
+    # ------------------------------------------------------------------ logs
+    def append_logs(self, app_id: str, entries) -> None:
+        app = self.apps.get(app_id)
+        if app is None or not entries:
+            return
+        stored = []
+        for entry in entries:
+            app.log_seq += 1
+            entry.seq = app.log_seq
+            entry.app_id = app_id
+            if not entry.timestamp:
+                entry.timestamp = self.clock()
+            app.logs.append(entry)
+            stored.append((entry.seq, entry.SerializeToString()))
+        self.store.append_logs(app_id, stored)
+        app.log_notifier.notify()
+
+    def system_log(self, app_id: str, text: str, function_name: str = "") -> None:
+        log.info("%s: %s", app_id, text)
+        self.append_logs(app_id, [S.LogEntry(stream=S.LOG_STREAM_SYSTEM, data=text + "\n", function_name=function_name)])
+
+    def logs_after(self, app: AppRec, cursor: int, limit: int = 1000) -> list:
+        if app.logs and app.logs[0].seq <= cursor + 1:
+            return [e for e in app.logs if e.seq > cursor][:limit]
+        return [S.LogEntry.FromString(b) for _, b in self.store.logs(app.app_id, cursor, limit)]
+
+    # ------------------------------------------------------------- workers
+    def register_worker(self, req) -> WorkerRec:
+        resources = req.resources
+        if resources.cpu <= 0 or resources.memory_mb <= 0:
+            raise FabricError("INVALID_ARGUMENT", "a worker must report its CPUs and memory")
+        worker_id = req.worker_id or new_id("wk")
+        old = self.workers.get(worker_id)
+        if old is not None:
+            old.last_heartbeat = self.clock()
+            old.info = req
+            unknown = [c for c in req.running_container_ids if c not in self.containers]
+        else:
+            capacity = sched.WorkerCapacity(
+                worker_id, resources.cpu, resources.memory_mb,
+                [sched.GpuSlot(g.index, g.type) for g in resources.gpus],
+            )
+            old = WorkerRec(worker_id, capacity, req, self.clock())
+            self.workers[worker_id] = old
+            unknown = list(req.running_container_ids)
+        for cid in unknown:  # containers from before a restart: they drain and exit by themselves
+            old.assignments.put_nowait(worker_pb2.WorkerAssignment(stop_container_id=cid, stop_grace_s=30))
+        log.info("worker %s registered (%s CPU, %s MiB, %d GPUs)", worker_id, resources.cpu, resources.memory_mb, len(resources.gpus))
+        for fn in self.functions.values():
+            if fn.queue:
+                self.autoscale(fn)
+        return old
+
+    def worker(self, worker_id: str) -> WorkerRec:
+        worker = self.workers.get(worker_id)
+        if worker is None:
+            raise FabricError("NOT_FOUND", f"worker {worker_id!r} is not registered; register again")
+        return worker
+
+    def lose_worker(self, worker: WorkerRec, reason: str) -> None:
+        """The worker is gone: its inputs go back to the queue without spending retries."""
+        log.warning("worker %s lost: %s", worker.worker_id, reason)
+        self.workers.pop(worker.worker_id, None)
+        for cid in list(worker.containers):
+            container = self.containers.get(cid)
+            if container is None:
+                continue
+            fn = self.functions[container.function_id]
+            self.system_log(fn.app_id, f"{fn.name}: worker {worker.worker_id} lost ({reason}); re-queuing its inputs", fn.name)
+            self._drop_container(container, running_input_id="", failure=None)
+        self.flush()
+
+    def preemption_notice(self, worker: WorkerRec, deadline_s: float, reason: str) -> None:
+        worker.capacity.accepting = False
+        log.warning("worker %s will be preempted in %.0fs: %s", worker.worker_id, deadline_s, reason)
+
+    # ----------------------------------------------------------- containers
+    def autoscale(self, fn: FunctionRec) -> None:
+        """Start containers for `fn` when its demand is above what it has."""
+        app = self.apps.get(fn.app_id)
+        if app is None or app.state == client_pb2.APP_STATE_STOPPED:
+            return
+        live = [self.containers[c] for c in fn.containers if not self.containers[c].shutdown]
+        queued = sum(1 for i in fn.queue if (r := self.inputs.get(i)) is not None and not r.container_id) if len(fn.queue) < 64 else len(fn.queue)
+        running = sum(len(c.held) for c in live)
+        desired = sched.desired_containers(fn.spec, queued=queued, running=running, avg_duration_s=fn.avg_duration_s)
+        idle_ready = sum(1 for c in live if c.ready and not c.held)
+        starting = sum(1 for c in live if not c.ready)
+        want = desired - len(live)
+        if queued and idle_ready == 0 and starting == 0 and want <= 0 and (not fn.spec.max_containers or len(live) < fn.spec.max_containers):
+            want = 1 if not live else 0
+        want = min(want, sched.MAX_PARALLEL_STARTS - starting)
+        for _ in range(max(0, want)):
+            if not self._start_container(fn):
+                break
+
+    def _start_container(self, fn: FunctionRec) -> bool:
+        workers = [w.capacity for w in self.workers.values()]
+        placement, reason = sched.place(fn.spec, workers)
+        if placement is None:
+            if not fn.unplaceable_since:
+                fn.unplaceable_since = self.clock()
+            ever = sched.could_ever_fit(fn.spec, workers)
+            fn.unplaceable_reason = reason if ever else (
+                f"no worker in this fabric can run {fn.name} ({reason.removeprefix('no worker has room for ')}); "
+                "start a worker that has it (gpufabric worker --url ... [--simulate-gpus TYPE:N])"
+            )
+            if fn.unplaceable_reason != fn.last_reason_logged and not ever:
+                fn.last_reason_logged = fn.unplaceable_reason
+                self.system_log(fn.app_id, fn.unplaceable_reason, fn.name)
+            return False
+        fn.unplaceable_since = 0.0
+        worker = self.workers[placement.worker_id]
+        sched.claim(worker.capacity, placement)
+        container = ContainerRec(new_id("ct"), worker.worker_id, fn.function_id, fn.app_id, placement, self.clock())
+        self.containers[container.container_id] = container
+        worker.containers.add(container.container_id)
+        fn.containers.add(container.container_id)
+        worker.assignments.put_nowait(
+            worker_pb2.WorkerAssignment(
+                start=worker_pb2.ContainerAssignment(
+                    container_id=container.container_id, function_id=fn.function_id, app_id=fn.app_id,
+                    gpu_indices=placement.gpu_indices, spec=fn.spec, container_token=self.token,
+                )
+            )
+        )
+        gpu = f" with {len(placement.gpu_indices)}x {placement.gpu_type}" if placement.gpu_indices else ""
+        log.info("starting container %s for %s on %s%s", container.container_id, fn.name, worker.worker_id, gpu)
+        return True
+
+    def container(self, container_id: str) -> ContainerRec | None:
+        return self.containers.get(container_id)
+
+    def _shutdown_container(self, container: ContainerRec) -> None:
+        container.shutdown = True
+        waiter = container.waiter
+        if waiter is not None and not waiter.done():
+            container.waiter = None
+            waiter.set_result([])
+
+    def _stop_container(self, container: ContainerRec) -> None:
+        if container.stop_requested:
+            return
+        container.stop_requested = True
+        container.shutdown = True
+        worker = self.workers.get(container.worker_id)
+        if worker is not None:
+            worker.assignments.put_nowait(worker_pb2.WorkerAssignment(stop_container_id=container.container_id, stop_grace_s=5))
+
+    def container_exited(self, worker_id: str, req) -> None:
+        container = self.containers.get(req.container_id)
+        if container is None:
+            return
+        fn = self.functions[container.function_id]
+        crashed = req.exit_code != 0 and not req.requested
+        if crashed or req.running_input_id in container.held:
+            tail = _one_line(req.stderr_tail[-600:]) if req.stderr_tail else ""
+            message = f"container {container.container_id} for {fn.name} exited with code {req.exit_code}" + (f": {tail}" if tail else "")
+            self.system_log(fn.app_id, message, fn.name)
+        else:
+            message = ""
+        if not container.ready and crashed:
+            fn.start_failures += 1
+        failure = _result(S.RESULT_STATUS_INTERNAL_FAILURE, message) if message else None
+        self._drop_container(container, running_input_id=req.running_input_id, failure=failure)
+        if fn.start_failures >= START_FAILURES_TO_GIVE_UP and fn.queue:
+            fn.start_failures = 0
+            self.init_failed(fn, _result(S.RESULT_STATUS_INIT_FAILURE, message or "containers keep exiting before they are ready"))
+        self.flush()
+        self.autoscale(fn)
+
+    def _drop_container(self, container: ContainerRec, *, running_input_id: str, failure) -> None:
+        """Forget a container; the input it was running fails an attempt, the rest are re-queued."""
+        self.containers.pop(container.container_id, None)
+        fn = self.functions[container.function_id]
+        fn.containers.discard(container.container_id)
+        worker = self.workers.get(container.worker_id)
+        if worker is not None:
+            worker.containers.discard(container.container_id)
+            sched.release(worker.capacity, container.placement)
+        if container.waiter is not None and not container.waiter.done():
+            container.waiter.set_result([])
+        for input_id in list(container.held):
+            rec = self.inputs.get(input_id)
+            if rec is None or rec.container_id != container.container_id:
+                continue
+            if input_id == running_input_id and failure is not None:
+                self._complete_attempt(rec, failure)
+                continue
+            rec.container_id = ""
+            rec.lost += 1
+            if rec.lost > MAX_LOST:
+                self._finish(rec, _result(S.RESULT_STATUS_INTERNAL_FAILURE, f"the input's container was lost {rec.lost} times"))
+                continue
+            self._pending_retried.append(rec)
+            fn.queue.appendleft(input_id)
+        container.held.clear()
+        self._dispatch(fn)
+
+    # ------------------------------------------------------------------ tick
+    def tick(self) -> None:
+        """Periodic work: lapsed heartbeats, timeouts, scale-down, unplaceable inputs, expiry."""
+        now = self.clock()
+        for worker in list(self.workers.values()):
+            if now - worker.last_heartbeat > self.heartbeat_timeout_s:
+                self.lose_worker(worker, f"no heartbeat for {now - worker.last_heartbeat:.0f}s")
+        for app in list(self.apps.values()):
+            if (app.kind == client_pb2.APP_KIND_EPHEMERAL and app.state == client_pb2.APP_STATE_RUNNING
+                    and now - app.last_heartbeat > self.app_heartbeat_timeout_s):
+                self.stop_app(app, "the app's client went away")
+        for container in list(self.containers.values()):
+            fn = self.functions[container.function_id]
+            timeout = (fn.spec.timeout_s or self.default_timeout_s) + TIMEOUT_GRACE_S
+            for input_id, claimed_at in list(container.held.items()):
+                if now - claimed_at > timeout:
+                    rec = self.inputs.get(input_id)
+                    if rec is not None:
+                        self._complete_attempt(rec, _result(S.RESULT_STATUS_TIMEOUT, f"input ran over its {timeout - TIMEOUT_GRACE_S:g}s timeout"))
+                    self._stop_container(container)
+        for fn in self.functions.values():
+            self._scale_down(fn, now)
+            if fn.queue and fn.unplaceable_since and now - fn.unplaceable_since > self.unplaceable_timeout_s:
+                if not sched.could_ever_fit(fn.spec, [w.capacity for w in self.workers.values()]):
+                    self.init_failed(fn, _result(S.RESULT_STATUS_INTERNAL_FAILURE, fn.unplaceable_reason))
+                    fn.unplaceable_since = 0.0
+            if fn.queue:
+                self.autoscale(fn)
+        self.flush()
+
+    def _scale_down(self, fn: FunctionRec, now: float) -> None:
+        window = fn.spec.scaledown_window_s or self.default_scaledown_window_s
+        live = [self.containers[c] for c in fn.containers if not self.containers[c].shutdown]
+        keep = fn.spec.min_containers + (fn.spec.buffer_containers if fn.queue or any(c.held for c in live) else 0)
+        idle = sorted((c for c in live if c.ready and not c.held and c.idle_since and now - c.idle_since >= window), key=lambda c: c.idle_since)
+        for container in idle:
+            if len(live) <= keep:
+                break
+            self._shutdown_container(container)
+            live.remove(container)
+
+    def mark_read(self, call: CallRec) -> None:
+        """Outputs handed over without a cursor (FunctionInvoke) expire soon after."""
+        self._read_calls.append((self.clock(), call.call_id))
+
+    def expire_outputs(self, read_ttl_s: float = 60.0) -> None:
+        """Drop outputs read long enough ago, and everything older than the output TTL."""
+        now = self.clock()
+        while self._read_calls and now - self._read_calls[0][0] > read_ttl_s:
+            _, call_id = self._read_calls.popleft()
+            call = self.calls.get(call_id)
+            if call is not None and not call.pending and call.closed:
+                last = max(call.outputs, default=0)
+                self.store.delete_outputs(call_id, last)
+                del self.calls[call_id]
+        cutoff = now - self.output_ttl_s
+        for call in list(self.calls.values()):
+            if call.created_at < cutoff and not call.pending:
+                del self.calls[call.call_id]
+        self.store.expire(cutoff)
+
+
+def _validate_spec(spec) -> None:
+    if not spec.name:
+        raise FabricError("INVALID_ARGUMENT", "function spec has no name")
+    checks = [
+        (spec.cpu < 0, "cpu must be >= 0"),
+        (spec.memory_mb < 0, "memory must be >= 0"),
+        (spec.timeout_s < 0, "timeout must be >= 0"),
+        (spec.min_containers < 0 or spec.max_containers < 0 or spec.buffer_containers < 0, "container counts must be >= 0"),
+        (spec.max_containers and spec.min_containers > spec.max_containers, "min_containers must be <= max_containers"),
+        (spec.retries.max_retries < 0 or spec.retries.max_retries > 10, "retries must be between 0 and 10"),
+        (any(g.count < 1 for g in spec.gpus), "GPU count must be >= 1"),
+    ]
+    for failed, message in checks:
+        if failed:
+            raise FabricError("INVALID_ARGUMENT", message)
+
+
+def _result(status: int, message: str):
+    return S.FunctionResult(status=status, exception=message)
+
+
+def _one_line(text: str) -> str:
+    lines = [l for l in (text or "").strip().splitlines() if l.strip()]
+    return lines[-1].strip() if lines else ""
+
+
+def _stored_call(call: CallRec) -> StoredCall:
+    return StoredCall(call.call_id, call.function_id, call.kind, call.num_inputs, call.num_done, call.closed, call.cancelled, call.created_at)

@@ -1,0 +1,97 @@
+"""The control plane process: a grpc.aio server over the engine, with its periodic work."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import sys
+
+import grpc
+
+from gpu_fabric.proto import client_pb2_grpc, worker_pb2_grpc
+
+from ._auth import TokenAuthInterceptor
+from ._engine import Engine
+from ._servicer import ClientServicer, ContainerServicer, WorkerServicer
+from ._store import SQLiteStore
+
+log = logging.getLogger("gpu_fabric.control_plane")
+
+MAX_MESSAGE = 64 * 1024 * 1024
+TICK_S = 0.25
+EXPIRE_EVERY_S = 30.0
+
+
+def python_version() -> str:
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+class ControlPlane:
+    """Owns the store, the engine and the gRPC server; run it on one event loop.
+
+    `token`: the bearer token every RPC must carry; when None, the one stored in the data dir is
+    reused (a restart keeps it) or a new one is made.
+    """
+
+    def __init__(self, data_dir: str, *, token: str | None = None, host: str = "127.0.0.1", port: int = 0, **engine_options):
+        os.makedirs(data_dir, exist_ok=True)
+        self.data_dir = data_dir
+        self.store = SQLiteStore(os.path.join(data_dir, "state.sqlite3"))
+        if token is None:
+            token = self.store.get_meta("token")
+            if token is None:
+                token = secrets.token_urlsafe(24)
+                self.store.set_meta("token", token)
+        self.token = token
+        self.engine = Engine(self.store, token=token, default_python=engine_options.pop("default_python", python_version()), **engine_options)
+        self.host = host
+        self.port = port
+        self.server: grpc.aio.Server | None = None
+        self._ticker: asyncio.Task | None = None
+
+    @property
+    def url(self) -> str:
+        return f"grpc://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        self.engine.load()
+        self.server = grpc.aio.server(
+            interceptors=[TokenAuthInterceptor(self.token)],
+            options=[
+                ("grpc.max_send_message_length", MAX_MESSAGE),
+                ("grpc.max_receive_message_length", MAX_MESSAGE),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        client_pb2_grpc.add_FabricClientServicer_to_server(ClientServicer(self.engine, os.path.join(self.data_dir, "blobs")), self.server)
+        worker_pb2_grpc.add_FabricWorkerServicer_to_server(WorkerServicer(self.engine), self.server)
+        worker_pb2_grpc.add_FabricContainerServicer_to_server(ContainerServicer(self.engine), self.server)
+        bound = self.server.add_insecure_port(f"{self.host}:{self.port}")
+        if bound == 0:
+            raise OSError(f"cannot listen on {self.host}:{self.port}; is another fabric using the port?")
+        self.port = bound
+        await self.server.start()
+        self._ticker = asyncio.create_task(self._tick_forever())
+        log.info("control plane listening at %s", self.url)
+
+    async def _tick_forever(self) -> None:
+        since_expire = 0.0
+        while True:
+            await asyncio.sleep(TICK_S)
+            try:
+                self.engine.tick()
+                since_expire += TICK_S
+                if since_expire >= EXPIRE_EVERY_S:
+                    since_expire = 0.0
+                    self.engine.expire_outputs()
+            except Exception:  # noqa: BLE001 - one bad tick must not stop the fabric
+                log.exception("control plane tick failed")
+
+    async def stop(self, grace: float = 1.0) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+        if self.server is not None:
+            await self.server.stop(grace)
+        self.engine.flush()
+        self.store.close()

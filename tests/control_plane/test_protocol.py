@@ -1,0 +1,253 @@
+"""The control plane over real gRPC, driven by raw protocol calls (client, worker and container roles)."""
+from __future__ import annotations
+
+import threading
+import time
+
+import grpc
+import pytest
+
+from core_executor import _serialization as ser
+from gpu_fabric.proto import client_pb2, common_pb2, worker_pb2
+
+from .conftest import RunningPlane
+
+
+def _register_worker(plane, cpu=2.0, gpus=()):
+    req = worker_pb2.WorkerRegisterRequest(
+        hostname="test", python_version="3.11", provider="local",
+        resources=worker_pb2.WorkerResources(cpu=cpu, memory_mb=4096, gpus=list(gpus)),
+    )
+    return plane.worker.WorkerRegister(req, metadata=plane.md).worker_id
+
+
+def _app_and_function(plane, retries=0, name="square", **spec_fields):
+    app_id = plane.client.AppCreate(client_pb2.AppCreateRequest(name="t", kind=client_pb2.APP_KIND_EPHEMERAL), metadata=plane.md).app_id
+    spec = common_pb2.FunctionSpec(name=name, retries=common_pb2.RetryPolicy(max_retries=retries), **spec_fields)
+    definition = common_pb2.FunctionDefinition(kind=common_pb2.FunctionDefinition.KIND_SERIALIZED, pickled_function=b"x")
+    fid = plane.client.FunctionCreate(client_pb2.FunctionCreateRequest(app_id=app_id, spec=spec, definition=definition), metadata=plane.md).function_id
+    return app_id, fid
+
+
+def _next_assignment(plane, worker_id, timeout=5.0):
+    stream = plane.worker.WorkerGetAssignments(worker_pb2.WorkerGetAssignmentsRequest(worker_id=worker_id), metadata=plane.md, timeout=timeout)
+    try:
+        return next(iter(stream))
+    finally:
+        stream.cancel()
+
+
+class FakeContainer:
+    """Speaks the container protocol: squares its integer argument, or raises for negative ones."""
+
+    def __init__(self, plane, container_id):
+        self.plane, self.container_id = plane, container_id
+        self.stop = threading.Event()
+        self.seen = []
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        outputs = []
+        ready = True
+        while not self.stop.is_set():
+            resp = self.plane.container.ContainerExchange(
+                worker_pb2.ContainerExchangeRequest(container_id=self.container_id, outputs=outputs, max_inputs=4, timeout_s=0.5, ready=ready),
+                metadata=self.plane.md,
+            )
+            outputs = []
+            for inp in resp.inputs:
+                self.seen.append(inp.input_id)
+                (x,), _ = ser.decode_input(inp.input, blobs=None)
+                if x < 0:
+                    result = ser.encode_failure(ValueError(f"negative {x}"))
+                else:
+                    result = ser.encode_success(x * x, blobs=None)
+                outputs.append(worker_pb2.ContainerOutput(input_id=inp.input_id, result=result, duration_s=0.0001))
+            if resp.shutdown:
+                break
+        if outputs:
+            self.plane.container.ContainerExchange(worker_pb2.ContainerExchangeRequest(container_id=self.container_id, outputs=outputs), metadata=self.plane.md)
+
+
+def _input(x):
+    return ser.encode_input((x,), {}, blobs=None)
+
+
+def test_every_rpc_needs_the_token(plane):
+    with pytest.raises(grpc.RpcError) as err:
+        plane.client.Hello(client_pb2.HelloRequest())
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.RpcError) as err:
+        plane.client.Hello(client_pb2.HelloRequest(), metadata=(("authorization", "Bearer wrong"),))
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "secret" not in err.value.details()
+    stream = plane.client.AppGetLogs(client_pb2.AppGetLogsRequest(app_id="x"), metadata=(("authorization", "nope"),))
+    with pytest.raises(grpc.RpcError) as err:
+        list(stream)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    hello = plane.client.Hello(client_pb2.HelloRequest(), metadata=plane.md)
+    assert hello.inline_limit_bytes == 2 * 1024 * 1024
+
+
+def test_malformed_and_missing(plane):
+    with pytest.raises(grpc.RpcError) as err:
+        plane.client.AppCreate(client_pb2.AppCreateRequest(name="", kind=client_pb2.APP_KIND_EPHEMERAL), metadata=plane.md)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as err:
+        plane.client.FunctionInvoke(client_pb2.FunctionInvokeRequest(function_id="fu-nope", input=_input(1)), metadata=plane.md)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    _, fid = _app_and_function(plane)
+    with pytest.raises(grpc.RpcError) as err:
+        plane.client.FunctionMap(client_pb2.FunctionMapRequest(function_id=fid, kind=client_pb2.CALL_KIND_MAP, inputs=[common_pb2.FunctionInput()]), metadata=plane.md)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as err:
+        plane.client.FunctionLookup(client_pb2.FunctionLookupRequest(app_name="nope", function_name="f"), metadata=plane.md)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "gpufabric deploy" in err.value.details()
+
+
+def test_invoke_starts_a_container_and_returns_the_output(plane):
+    wid = _register_worker(plane)
+    _, fid = _app_and_function(plane)
+    result = {}
+    t = threading.Thread(target=lambda: result.update(resp=plane.client.FunctionInvoke(
+        client_pb2.FunctionInvokeRequest(function_id=fid, input=_input(7), timeout_s=10), metadata=plane.md)))
+    t.start()
+    assignment = _next_assignment(plane, wid)
+    assert assignment.start.function_id == fid
+    container = FakeContainer(plane, assignment.start.container_id)
+    container.thread.start()
+    t.join(10)
+    output = result["resp"].output
+    assert ser.decode_result(output.result, blobs=None) == 49
+    assert output.attempts == 1
+    container.stop.set()
+    container.thread.join(5)
+
+
+def test_map_outputs_by_cursor_and_retries(plane):
+    wid = _register_worker(plane)
+    _, fid = _app_and_function(plane, retries=2)
+    resp = plane.client.FunctionMap(
+        client_pb2.FunctionMapRequest(function_id=fid, kind=client_pb2.CALL_KIND_MAP, inputs=[_input(i) for i in range(50)]),
+        metadata=plane.md,
+    )
+    plane.client.FunctionPutInputs(client_pb2.FunctionPutInputsRequest(call_id=resp.call_id, inputs=[_input(-1)], closed=True), metadata=plane.md)
+    container = FakeContainer(plane, _next_assignment(plane, wid).start.container_id)
+    container.thread.start()
+    cursor, outputs = 0, []
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        got = plane.client.FunctionGetOutputs(client_pb2.FunctionGetOutputsRequest(call_id=resp.call_id, cursor=cursor, timeout_s=2), metadata=plane.md)
+        outputs += got.outputs
+        if got.outputs:
+            cursor = got.outputs[-1].seq
+        if got.closed and got.num_done == got.num_inputs == 51:
+            break
+    assert sorted(o.idx for o in outputs) == list(range(51))
+    values = {o.idx: o for o in outputs}
+    assert ser.decode_result(values[10].result, blobs=None) == 100
+    failed = values[50]
+    assert failed.attempts == 3  # first try + 2 retries
+    with pytest.raises(ValueError, match="negative -1"):
+        ser.decode_result(failed.result, blobs=None)
+    # Passing the cursor acknowledged everything: nothing is kept.
+    plane.client.FunctionGetOutputs(client_pb2.FunctionGetOutputsRequest(call_id=resp.call_id, cursor=cursor, timeout_s=0), metadata=plane.md)
+    assert plane.run_in_loop(lambda: len(plane.engine.calls[resp.call_id].outputs)) == 0
+    container.stop.set()
+    container.thread.join(5)
+
+
+def test_lost_worker_requeues_without_spending_retries(plane):
+    wid = _register_worker(plane)
+    _, fid = _app_and_function(plane, retries=0)
+    call = plane.client.FunctionMap(client_pb2.FunctionMapRequest(function_id=fid, kind=client_pb2.CALL_KIND_SPAWN, inputs=[_input(3)], closed=True), metadata=plane.md)
+    cid = _next_assignment(plane, wid).start.container_id
+    # The container takes the input and then its worker goes silent.
+    resp = plane.container.ContainerExchange(worker_pb2.ContainerExchangeRequest(container_id=cid, max_inputs=1, timeout_s=2, ready=True), metadata=plane.md)
+    assert len(resp.inputs) == 1
+    wid2 = _register_worker(plane)
+    deadline = time.time() + 10
+    assignment = None
+    while time.time() < deadline and assignment is None:
+        plane.worker.WorkerHeartbeat(worker_pb2.WorkerHeartbeatRequest(worker_id=wid2), metadata=plane.md)
+        try:
+            assignment = _next_assignment(plane, wid2, timeout=0.5)
+        except grpc.RpcError:
+            pass
+    assert assignment is not None, "the lost worker's input was not re-placed"
+    container = FakeContainer(plane, assignment.start.container_id)
+    container.thread.start()
+    got = plane.client.FunctionGetOutputs(client_pb2.FunctionGetOutputsRequest(call_id=call.call_id, timeout_s=10), metadata=plane.md)
+    assert ser.decode_result(got.outputs[0].result, blobs=None) == 9
+    container.stop.set()
+    container.thread.join(5)
+
+
+def test_container_crash_spends_a_retry_and_names_the_exit(plane):
+    wid = _register_worker(plane)
+    _, fid = _app_and_function(plane, retries=0)
+    call = plane.client.FunctionMap(client_pb2.FunctionMapRequest(function_id=fid, kind=client_pb2.CALL_KIND_SPAWN, inputs=[_input(3)], closed=True), metadata=plane.md)
+    cid = _next_assignment(plane, wid).start.container_id
+    resp = plane.container.ContainerExchange(worker_pb2.ContainerExchangeRequest(container_id=cid, max_inputs=1, timeout_s=2, ready=True), metadata=plane.md)
+    plane.worker.WorkerContainerExited(worker_pb2.WorkerContainerExitedRequest(
+        worker_id=wid, container_id=cid, exit_code=-9, running_input_id=resp.inputs[0].input_id, stderr_tail="Killed\n"), metadata=plane.md)
+    got = plane.client.FunctionGetOutputs(client_pb2.FunctionGetOutputsRequest(call_id=call.call_id, timeout_s=5), metadata=plane.md)
+    result = got.outputs[0].result
+    assert result.status == common_pb2.RESULT_STATUS_INTERNAL_FAILURE
+    assert "exited with code -9" in result.exception
+
+
+def test_backpressure_is_resource_exhausted(tmp_path):
+    plane = RunningPlane(str(tmp_path / "f"), max_queued_per_function=10)
+    try:
+        _, fid = _app_and_function(plane)
+        call = plane.client.FunctionMap(client_pb2.FunctionMapRequest(function_id=fid, kind=client_pb2.CALL_KIND_MAP, inputs=[_input(i) for i in range(8)]), metadata=plane.md)
+        with pytest.raises(grpc.RpcError) as err:
+            plane.client.FunctionPutInputs(client_pb2.FunctionPutInputsRequest(call_id=call.call_id, inputs=[_input(i) for i in range(5)]), metadata=plane.md)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        info = plane.client.FunctionCallGetInfo(client_pb2.FunctionCallGetInfoRequest(call_id=call.call_id), metadata=plane.md)
+        assert info.num_inputs == 8  # nothing of the refused batch was taken
+    finally:
+        plane.stop()
+
+
+def test_accepted_inputs_and_outputs_survive_a_restart(tmp_path):
+    data = str(tmp_path / "f")
+    plane = RunningPlane(data)
+    _, fid = _app_and_function(plane)
+    call = plane.client.FunctionMap(client_pb2.FunctionMapRequest(function_id=fid, kind=client_pb2.CALL_KIND_SPAWN, inputs=[_input(5)], closed=True), metadata=plane.md)
+    plane.stop()
+    plane = RunningPlane(data)
+    try:
+        wid = _register_worker(plane)
+        container = FakeContainer(plane, _next_assignment(plane, wid).start.container_id)
+        container.thread.start()
+        got = plane.client.FunctionGetOutputs(client_pb2.FunctionGetOutputsRequest(call_id=call.call_id, timeout_s=10), metadata=plane.md)
+        assert ser.decode_result(got.outputs[0].result, blobs=None) == 25
+        container.stop.set()
+        container.thread.join(5)
+    finally:
+        plane.stop()
+
+
+def test_blobs_round_trip_and_limits(plane):
+    data = bytes(range(256)) * 20000  # ~5 MB, several chunks
+    chunks = [client_pb2.BlobChunk(data=data[i:i + (1 << 20)], total_size=len(data) if i == 0 else 0) for i in range(0, len(data), 1 << 20)]
+    blob_id = plane.client.BlobPut(iter(chunks), metadata=plane.md).blob_id
+    back = b"".join(c.data for c in plane.client.BlobGet(client_pb2.BlobGetRequest(blob_id=blob_id), metadata=plane.md))
+    assert back == data
+    with pytest.raises(grpc.RpcError) as err:
+        plane.client.BlobPut(iter([client_pb2.BlobChunk(data=b"x", total_size=10)]), metadata=plane.md)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as err:
+        list(plane.client.BlobGet(client_pb2.BlobGetRequest(blob_id="bl-" + "0" * 32), metadata=plane.md))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_unplaceable_gpu_request_is_explained(plane):
+    _register_worker(plane)
+    app_id, fid = _app_and_function(plane, gpus=[common_pb2.GpuRequest(type="H100", count=1)])
+    plane.client.FunctionMap(client_pb2.FunctionMapRequest(function_id=fid, kind=client_pb2.CALL_KIND_SPAWN, inputs=[_input(1)], closed=True), metadata=plane.md)
+    batch = next(iter(plane.client.AppGetLogs(client_pb2.AppGetLogsRequest(app_id=app_id), metadata=plane.md)))
+    assert any("H100" in e.data and e.stream == common_pb2.LOG_STREAM_SYSTEM for e in batch.entries)
