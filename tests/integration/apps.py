@@ -1,0 +1,55 @@
+"""Functions the integration tests call (top level of a file, as users write them)."""
+import os
+import time
+
+import core_executor as fabric
+
+app = fabric.App("integration")
+
+
+@app.function(retries=1)
+def square(x: int) -> int:
+    print(f"squaring {x}")
+    return x * x
+
+
+@app.function()
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+@app.function(retries=2)
+def crash_on(x: int) -> int:
+    if x == 3:
+        os._exit(17)  # the container process dies mid-call
+    return x
+
+
+@app.function()
+def echo(data):
+    return data
+
+
+@app.function(timeout=1)
+def sleepy(seconds: float) -> str:
+    time.sleep(seconds)
+    return "woke"
+
+
+@app.function()
+def where_am_i(path: str, seconds: float) -> int:
+    """Writes the worker agent's pid (our parent) to `path`, then works for a while."""
+    with open(path, "w") as f:
+        f.write(str(os.getppid()))
+    time.sleep(seconds)
+    return os.getppid()
+
+
+@app.function(gpu=["B200", "H100"])
+def gpu_env() -> str:
+    return os.environ["CUDA_VISIBLE_DEVICES"]
+
+
+@app.function()
+def calls_square(x: int) -> int:
+    return square.remote(x) + 1

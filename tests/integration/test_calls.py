@@ -1,0 +1,153 @@
+"""Calls through a real fabric: control plane, worker agent and container processes on loopback."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import core_executor as fabric
+from core_executor import exception
+
+from . import apps
+
+pytestmark = pytest.mark.integration
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_remote_map_spawn_and_local(fabric_env, capsys):
+    with apps.app.run():
+        assert apps.square.local(3) == 9
+        assert apps.square.remote(4) == 16
+        assert list(apps.square.map(range(20))) == [x * x for x in range(20)]
+        assert sorted(apps.square.map(range(20), order_outputs=False)) == [x * x for x in range(20)]
+        assert list(apps.square.starmap([(2,), (3,)])) == [4, 9]
+        call = apps.square.spawn(5)
+        assert call.get(timeout=30) == 25
+        assert fabric.FunctionCall.from_id(call.object_id).get(timeout=30) == 25
+        calls = [apps.square.spawn(i) for i in range(3)]
+        assert fabric.FunctionCall.gather(*calls) == [0, 1, 4]
+    out = capsys.readouterr().out
+    assert "squaring 4" in out
+    assert "[square]" in out or "square" in out
+
+
+def test_remote_exception_keeps_type_and_remote_traceback(fabric_env):
+    with apps.app.run():
+        with pytest.raises(ValueError, match="boom") as err:
+            apps.fail.remote("boom")
+        assert "apps.py" in str(err.value.__cause__)
+        results = list(apps.fail.map(["a", "b"], return_exceptions=True))
+        assert all(isinstance(r, ValueError) for r in results)
+
+
+def test_unpicklable_argument_is_named_before_sending(fabric_env):
+    with apps.app.run():
+        with pytest.raises(exception.SerializationError, match="positional argument 0"):
+            apps.echo.remote(threading.Lock())
+
+
+def test_large_payloads_use_the_blob_store_and_the_limit_is_named(fabric_env):
+    big = os.urandom(5 * 1024 * 1024)
+    with apps.app.run():
+        assert apps.echo.remote(big) == big
+        too_big = b"x" * (17 * 1024 * 1024)  # the fixture's fabric accepts at most 16 MiB
+        with pytest.raises(exception.InvalidError, match="limit"):
+            apps.echo.remote(too_big)
+
+
+def test_timeout(fabric_env):
+    with apps.app.run():
+        with pytest.raises(exception.FunctionTimeoutError):
+            apps.sleepy.remote(5)
+        assert apps.sleepy.remote(0) == "woke"
+
+
+def test_container_crash_fails_that_call_after_retries_and_others_go_on(fabric_env):
+    with apps.app.run():
+        results = list(apps.crash_on.map(range(6), return_exceptions=True))
+    assert [r for i, r in enumerate(results) if i != 3] == [0, 1, 2, 4, 5]
+    assert isinstance(results[3], exception.InternalFailure)
+    assert "exited with code 17" in str(results[3])
+
+
+def test_simulated_gpu_fallback_list_pins_cuda_visible_devices(fabric_env):
+    with apps.app.run():
+        assert apps.gpu_env.remote() == "0"
+
+
+def test_calls_from_inside_a_container(fabric_env):
+    with apps.app.run():
+        assert apps.calls_square.remote(3) == 10
+
+
+def test_wrong_token_is_an_auth_error(fabric_env, monkeypatch):
+    monkeypatch.setenv("GPUFABRIC_TOKEN", "not-the-token")
+    with pytest.raises(exception.AuthError):
+        with apps.app.run():
+            pass
+
+
+def test_deploy_and_from_name(fabric_env):
+    apps.app.deploy()
+    square = fabric.Function.from_name("integration", "square")
+    assert square.remote(6) == 36
+    with pytest.raises(exception.NotFoundError):
+        fabric.Function.from_name("integration", "nope").remote(1)
+    with pytest.raises(exception.NotFoundError):
+        fabric.Function.from_name("no-such-app", "square").remote(1)
+
+
+def test_killed_worker_inputs_run_elsewhere(new_fabric, tmp_path):
+    fab = new_fabric("--workers", "2", "--heartbeat-timeout", "2")
+    marker = tmp_path / "ppid"
+    with apps.app.run():
+        call = apps.where_am_i.spawn(str(marker), 4)
+        deadline = time.time() + 30
+        while not (marker.exists() and marker.read_text()):
+            assert time.time() < deadline, fab.tail()
+            time.sleep(0.05)
+        victim = int(marker.read_text())
+        assert victim in fab.worker_pids()
+        os.kill(victim, signal.SIGKILL)
+        survivor = call.get(timeout=60)
+    assert survivor != victim
+
+
+def test_control_plane_restart_between_spawn_and_get(new_fabric, tmp_path):
+    fab = new_fabric("--heartbeat-timeout", "3")
+    with apps.app.run():
+        call = apps.where_am_i.spawn(str(tmp_path / "m"), 1.5)
+        fab.stop(signal.SIGKILL)  # the control plane, its worker and its containers all die
+        fab.start()  # same data dir, same port, same token
+        assert call.get(timeout=60) > 0
+
+
+def test_hello_demo_via_cli(tmp_path):
+    env = dict(os.environ, GPUFABRIC_DATA_DIR=str(tmp_path / "embedded"))
+    env.pop("GPUFABRIC_URL", None)
+    env.pop("GPUFABRIC_TOKEN", None)
+    proc = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "gpufabric"), "run", os.path.join(ROOT, "examples", "hello.py")],
+        env=env, capture_output=True, text=True, timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "9 16" in lines
+    assert str(sum(x * x for x in range(200))) in lines
+    assert "25" in lines
+    assert any("squaring 4" in line and "square" in line.split("squaring")[0] for line in lines)
+
+
+def test_hello_demo_via_python(tmp_path):
+    env = dict(os.environ, GPUFABRIC_DATA_DIR=str(tmp_path / "embedded"))
+    env.pop("GPUFABRIC_URL", None)
+    env.pop("GPUFABRIC_TOKEN", None)
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "hello.py")], env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert "9 16" in proc.stdout.splitlines()
