@@ -29,11 +29,13 @@ def _default_data_dir() -> str:
 @click.option("--worker-memory-mb", default=None, type=int, help="Memory each local worker offers.")
 @click.option("--heartbeat-timeout", default=10.0, type=float, help="Seconds without a heartbeat before a worker is lost.")
 @click.option("--app-heartbeat-timeout", default=30.0, type=float, help="Seconds without a client heartbeat before an ephemeral app stops.")
+@click.option("--max-payload-bytes", default=8 * 1024**3, type=int, help="Largest argument or result payload accepted.")
+@click.option("--scaledown-window", default=60.0, type=float, help="Default seconds an idle container stays warm.")
 @click.option("--ready-file", default=None, help="Write {url, token, pid} as JSON here once serving.")
 @click.option("--embedded", is_flag=True, help="Exit when stdin closes (used by the SDK's embedded fabric).")
 @click.option("--log-level", default="WARNING")
 def serve(host, port, data_dir, token, workers, simulate_gpus, worker_cpu, worker_memory_mb, heartbeat_timeout,
-          app_heartbeat_timeout, ready_file, embedded, log_level) -> None:
+          app_heartbeat_timeout, max_payload_bytes, scaledown_window, ready_file, embedded, log_level) -> None:
     """Run a control plane with local workers until interrupted."""
     from ._serve import serve as run
 
@@ -45,7 +47,10 @@ def serve(host, port, data_dir, token, workers, simulate_gpus, worker_cpu, worke
         worker_args += ["--cpu", str(worker_cpu)]
     if worker_memory_mb:
         worker_args += ["--memory-mb", str(worker_memory_mb)]
-    engine_options = {"heartbeat_timeout_s": heartbeat_timeout, "app_heartbeat_timeout_s": app_heartbeat_timeout}
+    engine_options = {
+        "heartbeat_timeout_s": heartbeat_timeout, "app_heartbeat_timeout_s": app_heartbeat_timeout,
+        "max_payload_bytes": max_payload_bytes, "default_scaledown_window_s": scaledown_window,
+    }
     asyncio.run(run(
         data_dir=data_dir or _default_data_dir(), host=host, port=port, token=token, workers=workers,
         worker_args=worker_args, ready_file=ready_file, embedded=embedded, engine_options=engine_options,

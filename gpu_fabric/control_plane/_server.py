@@ -13,7 +13,7 @@ from gpu_fabric.proto import client_pb2_grpc, worker_pb2_grpc
 
 from ._auth import TokenAuthInterceptor
 from ._engine import Engine
-from ._servicer import ClientServicer, ContainerServicer, WorkerServicer
+from ._servicer import MAX_PAYLOAD, ClientServicer, ContainerServicer, WorkerServicer
 from ._store import SQLiteStore
 
 log = logging.getLogger("gpu_fabric.control_plane")
@@ -44,6 +44,7 @@ class ControlPlane:
                 token = secrets.token_urlsafe(24)
                 self.store.set_meta("token", token)
         self.token = token
+        self.max_payload = engine_options.pop("max_payload_bytes", MAX_PAYLOAD)
         self.engine = Engine(self.store, token=token, default_python=engine_options.pop("default_python", python_version()), **engine_options)
         self.host = host
         self.port = port
@@ -64,7 +65,7 @@ class ControlPlane:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        client_pb2_grpc.add_FabricClientServicer_to_server(ClientServicer(self.engine, os.path.join(self.data_dir, "blobs")), self.server)
+        client_pb2_grpc.add_FabricClientServicer_to_server(ClientServicer(self.engine, os.path.join(self.data_dir, "blobs"), max_payload=self.max_payload), self.server)
         worker_pb2_grpc.add_FabricWorkerServicer_to_server(WorkerServicer(self.engine), self.server)
         worker_pb2_grpc.add_FabricContainerServicer_to_server(ContainerServicer(self.engine), self.server)
         bound = self.server.add_insecure_port(f"{self.host}:{self.port}")

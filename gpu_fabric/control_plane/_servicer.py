@@ -54,16 +54,17 @@ def _poll_timeout(value: float) -> float:
 
 
 class ClientServicer(client_pb2_grpc.FabricClientServicer):
-    def __init__(self, engine: Engine, blob_dir: str):
+    def __init__(self, engine: Engine, blob_dir: str, *, max_payload: int = MAX_PAYLOAD):
         self.engine = engine
         self.blob_dir = blob_dir
+        self.max_payload = max_payload
         os.makedirs(blob_dir, exist_ok=True)
 
     @_status
     async def Hello(self, request, context):
         return client_pb2.HelloResponse(
             server_version=SERVER_VERSION, default_python_version=self.engine.default_python,
-            inline_limit_bytes=INLINE_LIMIT, max_payload_bytes=MAX_PAYLOAD,
+            inline_limit_bytes=INLINE_LIMIT, max_payload_bytes=self.max_payload,
             max_inputs_per_batch=MAX_INPUTS_PER_BATCH, workspace="main",
         )
 
@@ -197,11 +198,11 @@ class ClientServicer(client_pb2_grpc.FabricClientServicer):
                 async for chunk in request_iterator:
                     if expected < 0:
                         expected = chunk.total_size
-                        if expected > MAX_PAYLOAD:
-                            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"blob of {expected:,} bytes is over the {MAX_PAYLOAD:,}-byte limit")
+                        if expected > self.max_payload:
+                            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"blob of {expected:,} bytes is over the {self.max_payload:,}-byte limit")
                     written += len(chunk.data)
-                    if written > MAX_PAYLOAD:
-                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"blob is over the {MAX_PAYLOAD:,}-byte limit")
+                    if written > self.max_payload:
+                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"blob is over the {self.max_payload:,}-byte limit")
                     f.write(chunk.data)
             if expected >= 0 and written != expected:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"blob ended after {written} of {expected} bytes; upload it again")

@@ -1,0 +1,36 @@
+"""gpu-fabric SDK: `import core_executor as fabric`, then App, @app.function, .remote/.map/.spawn."""
+from __future__ import annotations
+
+from . import exception
+from ._app import App, LocalEntrypoint
+from ._client import CLIENT_VERSION as __version__
+from ._client import Client
+from ._functions import Function, FunctionCall
+from ._functions import _hydrate_container  # noqa: F401 - called by the container runtime
+from ._resources import Cron, Image, Period, Retries, Secret, Volume
+from .exception import Error
+
+__all__ = [
+    "App",
+    "Client",
+    "Cron",
+    "Error",
+    "Function",
+    "FunctionCall",
+    "Image",
+    "LocalEntrypoint",
+    "Period",
+    "Retries",
+    "Secret",
+    "Volume",
+    "exception",
+    "is_local",
+    "__version__",
+]
+
+
+def is_local() -> bool:
+    """True on the caller's machine, False inside a fabric container (Modal's `modal.is_local`)."""
+    from .config import is_container
+
+    return not is_container()

@@ -1,0 +1,145 @@
+"""FunctionCall (a handle on a started call) and the long-polling of a call's outputs."""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from . import _client
+from ._map import iter_outputs
+from .config import is_container
+from .exception import InputCancellation, InvalidError, OutputExpiredError
+
+if TYPE_CHECKING:
+    from ._client import Client
+
+__all__ = ["FunctionCall"]
+
+POLL_WAIT_S = 25.0
+# Extra gRPC deadline over a server-side wait.
+RPC_SLACK_S = 30.0
+# Longest wait for the log printer to catch up with an output's log_seq.
+LOG_WAIT_S = 2.0
+
+_CALL_KIND_MAP = 2
+
+
+def _serialization() -> Any:
+    from . import _serialization as ser
+
+    return ser
+
+
+def _get_outputs(client: "Client", call_id: str, cursor: int, wait: float, max_items: int = 1000) -> Any:
+    req = client.pb.FunctionGetOutputsRequest(call_id=call_id, cursor=cursor, timeout_s=wait, max_items=max_items)
+    return client.call("FunctionGetOutputs", req, timeout=wait + RPC_SLACK_S)
+
+
+def _wait_output(client: "Client", call_id: str, timeout: float | None) -> Any:
+    """The first output of a one-input call, long-polling up to `timeout` (None: forever)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        wait = POLL_WAIT_S if deadline is None else max(0.0, min(POLL_WAIT_S, deadline - time.monotonic()))
+        resp = _get_outputs(client, call_id, 0, wait, max_items=1)
+        if resp.outputs:
+            return resp.outputs[0]
+        if resp.cancelled:
+            raise InputCancellation(f"call {call_id} was cancelled")
+        if resp.closed and resp.num_inputs and resp.num_done >= resp.num_inputs:
+            raise OutputExpiredError(f"the output of call {call_id} expired (outputs are kept for a limited time)")
+        if deadline is not None and time.monotonic() >= deadline:
+            raise OutputExpiredError(f"call {call_id} was not done after {timeout:g} s")
+
+
+def _cancel_quietly(client: "Client", call_id: str) -> None:
+    try:
+        client.call("FunctionCallCancel", client.pb.FunctionCallCancelRequest(call_id=call_id), timeout=10.0)
+    except Exception:  # noqa: BLE001 - best effort while already failing
+        pass
+
+
+class FunctionCall:
+    """A handle on a started call (from `spawn`/`spawn_map`, or `FunctionCall.from_id`)."""
+
+    def __init__(self, call_id: str, *, client: "Client | None" = None, kind: int = 0, printer: Any = None):
+        self.object_id = call_id
+        self._client = client
+        self._kind = kind
+        self._printer = printer
+
+    @classmethod
+    def from_id(cls, call_id: str, client: "Client | None" = None) -> "FunctionCall":
+        """A handle on the call with this id (e.g. saved from `spawn().object_id`)."""
+        if not call_id:
+            raise InvalidError("FunctionCall.from_id needs a call id")
+        return cls(call_id, client=client)
+
+    def _client_now(self) -> "Client":
+        if self._client is None:
+            from ._functions import _container
+
+            self._client = _container.client if is_container() and _container.client else _client.get_client()
+        return _client.current(self._client)
+
+    def _call_kind(self, client: "Client") -> int:
+        if not self._kind:
+            info = client.call("FunctionCallGetInfo", client.pb.FunctionCallGetInfoRequest(call_id=self.object_id))
+            self._kind = info.kind
+        return self._kind
+
+    def get(self, timeout: float | None = None) -> Any:
+        """Wait for the result (a list in input order for a `spawn_map` call).
+
+        Raises OutputExpiredError when it is not done within `timeout` seconds, and the
+        function's own exception when it failed.
+        """
+        client = self._client_now()
+        ser = _serialization()
+        if self._call_kind(client) == _CALL_KIND_MAP:
+            return self._get_map(client, ser, timeout)
+        output = _wait_output(client, self.object_id, timeout)
+        if self._printer is not None and output.log_seq:
+            self._printer.wait_for(output.log_seq, LOG_WAIT_S)
+        return ser.decode_result(output.result, blobs=client)
+
+    def _get_map(self, client: "Client", ser: Any, timeout: float | None) -> list[Any]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def get_outputs(cursor: int, wait: float) -> Any:
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise OutputExpiredError(f"call {self.object_id} was not done after {timeout:g} s")
+                wait = min(wait, left)
+            return _get_outputs(client, self.object_id, cursor, wait)
+
+        wait_logs = (lambda seq: self._printer.wait_for(seq, LOG_WAIT_S)) if self._printer is not None else None
+        outputs = iter_outputs(get_outputs, feeder=None, total=None, ordered=True, wait_logs=wait_logs)
+        return [ser.decode_result(o.result, blobs=client) for o in outputs]
+
+    def cancel(self, terminate_containers: bool = False) -> None:
+        """Cancel the call: inputs not started never run; running ones are stopped where possible."""
+        client = self._client_now()
+        req = client.pb.FunctionCallCancelRequest(call_id=self.object_id, terminate_containers=terminate_containers)
+        client.call("FunctionCallCancel", req, timeout=30.0)
+
+    @staticmethod
+    def gather(*function_calls: "FunctionCall") -> list[Any]:
+        """Wait for every call and return their results in order; if one fails, cancel the rest."""
+        results = []
+        try:
+            for call in function_calls:
+                results.append(call.get())
+        except BaseException:
+            for call in function_calls[len(results) + 1 :]:
+                try:
+                    call.cancel()
+                except Exception:  # noqa: BLE001
+                    pass
+            raise
+        return results
+
+    def __reduce__(self):
+        return (FunctionCall, (self.object_id,), {"_kind": self._kind})
+
+    def __repr__(self) -> str:
+        return f"FunctionCall({self.object_id!r})"

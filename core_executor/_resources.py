@@ -1,0 +1,266 @@
+"""What a function asks for besides code: Image, Volume, Secret, Retries, Cron and Period."""
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable, Mapping, Sequence
+
+from .exception import InvalidError
+
+__all__ = ["Image", "Volume", "Secret", "Retries", "Cron", "Period"]
+
+_PYTHON_VERSION = re.compile(r"^3\.\d{1,2}$")
+
+
+def _strings(values: Iterable[Any], what: str) -> list[str]:
+    out = []
+    for value in values:
+        if isinstance(value, (list, tuple)):
+            out.extend(_strings(value, what))
+        elif isinstance(value, str):
+            if value.strip():
+                out.append(value)
+        else:
+            raise InvalidError(f"{what} must be strings, got {type(value).__name__} {value!r}")
+    return out
+
+
+class Image:
+    """A container image recipe, built up step by step (building comes from the fabric).
+
+    Each method returns a new Image, so a base image can be shared:
+    `Image.debian_slim(python_version="3.11").pip_install("numpy").env({"A": "1"})`.
+    """
+
+    def __init__(self, base: dict[str, Any], steps: Sequence[dict[str, Any]] = ()):
+        self._base = dict(base)
+        self._steps = tuple(dict(step) for step in steps)
+
+    @classmethod
+    def debian_slim(cls, python_version: str | None = None) -> "Image":
+        """A Debian slim image with the given Python ("3.11"; default: the fabric's)."""
+        if python_version is not None and not _PYTHON_VERSION.match(str(python_version)):
+            raise InvalidError(f'python_version must look like "3.11", got {python_version!r}')
+        return cls({"kind": "debian_slim", "python_version": python_version or ""})
+
+    @classmethod
+    def from_registry(cls, tag: str, *, add_python: str | None = None) -> "Image":
+        """An image from a container registry (`tag` like "nvidia/cuda:12.4.1-runtime-ubuntu22.04")."""
+        if not isinstance(tag, str) or not tag.strip():
+            raise InvalidError("Image.from_registry needs an image tag like 'python:3.11-slim'")
+        if add_python is not None and not _PYTHON_VERSION.match(str(add_python)):
+            raise InvalidError(f'add_python must look like "3.11", got {add_python!r}')
+        return cls({"kind": "registry", "tag": tag, "python_version": add_python or ""})
+
+    def _with(self, step: dict[str, Any]) -> "Image":
+        return Image(self._base, self._steps + (step,))
+
+    def pip_install(self, *packages: str | list[str], extra_index_url: str | None = None) -> "Image":
+        """Install Python packages with pip."""
+        step: dict[str, Any] = {"op": "pip_install", "packages": _strings(packages, "pip_install packages")}
+        if extra_index_url:
+            step["extra_index_url"] = extra_index_url
+        return self._with(step)
+
+    def apt_install(self, *packages: str | list[str]) -> "Image":
+        """Install Debian packages with apt-get."""
+        return self._with({"op": "apt_install", "packages": _strings(packages, "apt_install packages")})
+
+    def run_commands(self, *commands: str | list[str]) -> "Image":
+        """Run shell commands in the image."""
+        return self._with({"op": "run_commands", "commands": _strings(commands, "run_commands commands")})
+
+    def env(self, vars: Mapping[str, str]) -> "Image":  # noqa: A002 - Modal's name
+        """Set environment variables in the image."""
+        if not isinstance(vars, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in vars.items()):
+            raise InvalidError("Image.env takes a dict of str to str, e.g. {'HF_HOME': '/cache'}")
+        return self._with({"op": "env", "vars": dict(vars)})
+
+    def workdir(self, path: str) -> "Image":
+        """Set the working directory of the image's containers."""
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise InvalidError(f"Image.workdir needs an absolute path, got {path!r}")
+        return self._with({"op": "workdir", "path": path})
+
+    @property
+    def python_version(self) -> str:
+        """The Python "major.minor" the image runs, or "" for the fabric's default."""
+        return self._base.get("python_version", "")
+
+    @property
+    def env_vars(self) -> dict[str, str]:
+        """Every environment variable the image's `env` steps set."""
+        out: dict[str, str] = {}
+        for step in self._steps:
+            if step["op"] == "env":
+                out.update(step["vars"])
+        return out
+
+    def recipe(self) -> dict[str, Any]:
+        """The recipe as plain data."""
+        return {"base": dict(self._base), "steps": [dict(step) for step in self._steps]}
+
+    def recipe_json(self) -> str:
+        """The recipe as canonical JSON (stored in FunctionSpec.image.recipe_json)."""
+        import json
+
+        return json.dumps(self.recipe(), sort_keys=True, separators=(",", ":"))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Image) and self.recipe() == other.recipe()
+
+    def __hash__(self) -> int:
+        return hash(self.recipe_json())
+
+    def __repr__(self) -> str:
+        return f"Image({self.recipe_json()})"
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def _check_name(name: Any, what: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidError(
+            f"{what} name must be 1-64 letters, digits, '.', '_' or '-' starting with a letter or digit; got {name!r}"
+        )
+    return name
+
+
+class _Record:
+    """Small immutable value holder: equality, hash and repr from `_fields`."""
+
+    _fields: tuple[str, ...] = ()
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, name) for name in self._fields)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other._values() == self._values()
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__,) + tuple(
+            tuple(sorted(v.items())) if isinstance(v, dict) else v for v in self._values()
+        ))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
+        return f"{type(self).__name__}({args})"
+
+
+class Volume(_Record):
+    """A named, persistent volume mounted into containers: `volumes={"/data": Volume.from_name("data")}`."""
+
+    _fields = ("name", "create_if_missing", "read_only")
+
+    def __init__(self, name: str, create_if_missing: bool = False, read_only: bool = False):
+        self.name = _check_name(name, "Volume")
+        self.create_if_missing = bool(create_if_missing)
+        self.read_only = bool(read_only)
+
+    @classmethod
+    def from_name(cls, name: str, *, create_if_missing: bool = False) -> "Volume":
+        """Refer to a volume by name (created on first use when `create_if_missing`)."""
+        return cls(name, create_if_missing)
+
+    def read_only_view(self) -> "Volume":
+        """The same volume, mounted read-only."""
+        return Volume(self.name, self.create_if_missing, True)
+
+
+class Secret(_Record):
+    """Environment variables injected into containers: a named secret, or literal values."""
+
+    _fields = ("name", "values")
+
+    def __init__(self, name: str = "", values: Mapping[str, str] | None = None):
+        self.name = name
+        self.values = dict(values or {})
+
+    @classmethod
+    def from_name(cls, name: str) -> "Secret":
+        """Refer to a secret stored in the fabric by name."""
+        return cls(name=_check_name(name, "Secret"))
+
+    @classmethod
+    def from_dict(cls, env_dict: Mapping[str, str | None]) -> "Secret":
+        """Literal environment variables (entries whose value is None are left out)."""
+        if not isinstance(env_dict, Mapping):
+            raise InvalidError("Secret.from_dict takes a dict of str to str")
+        values = {}
+        for key, value in env_dict.items():
+            if value is None:
+                continue
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise InvalidError(f"Secret.from_dict values must be str, got {key!r}: {type(value).__name__}")
+            values[key] = value
+        return cls(values=values)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class Retries(_Record):
+    """How often, and how far apart, a failed input is retried."""
+
+    _fields = ("max_retries", "backoff_coefficient", "initial_delay", "max_delay")
+
+    def __init__(self, max_retries: int, backoff_coefficient: float = 2.0, initial_delay: float = 1.0, max_delay: float = 60.0):
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or not 0 <= max_retries <= 100:
+            raise InvalidError(f"Retries.max_retries must be an int from 0 to 100, got {max_retries!r}")
+        for name, value in (("backoff_coefficient", backoff_coefficient), ("initial_delay", initial_delay), ("max_delay", max_delay)):
+            if not _is_number(value):
+                raise InvalidError(f"Retries.{name} must be a number, got {value!r}")
+        if not 1.0 <= backoff_coefficient <= 10.0:
+            raise InvalidError(f"Retries.backoff_coefficient must be from 1.0 to 10.0, got {backoff_coefficient!r}")
+        if not 0.0 <= initial_delay <= 3600.0:
+            raise InvalidError(f"Retries.initial_delay must be from 0 to 3600 seconds, got {initial_delay!r}")
+        if not 0.0 <= max_delay <= 3600.0 or max_delay < initial_delay:
+            raise InvalidError(
+                f"Retries.max_delay must be from initial_delay ({initial_delay}) to 3600 seconds, got {max_delay!r}"
+            )
+        self.max_retries = max_retries
+        self.backoff_coefficient = float(backoff_coefficient)
+        self.initial_delay = float(initial_delay)
+        self.max_delay = float(max_delay)
+
+
+_CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,\-?LW#]+$")
+
+
+class Cron(_Record):
+    """A cron schedule: `Cron("0 9 * * 1-5", timezone="Europe/Paris")` runs weekdays at 9:00."""
+
+    _fields = ("cron_string", "timezone")
+
+    def __init__(self, cron_string: str, timezone: str = "UTC"):
+        fields = cron_string.split() if isinstance(cron_string, str) else []
+        if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
+            raise InvalidError(
+                f"Cron needs a five-field expression 'minute hour day month weekday', got {cron_string!r}"
+            )
+        if not isinstance(timezone, str) or not timezone:
+            raise InvalidError(f"Cron timezone must be an IANA name like 'UTC', got {timezone!r}")
+        self.cron_string = " ".join(fields)
+        self.timezone = timezone
+
+
+class Period:
+    """A fixed-interval schedule: `Period(hours=1)` or `Period(seconds=30)`."""
+
+    def __init__(self, *, days: float = 0, hours: float = 0, minutes: float = 0, seconds: float = 0):
+        for name, value in (("days", days), ("hours", hours), ("minutes", minutes), ("seconds", seconds)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise InvalidError(f"Period {name} must be a non-negative number, got {value!r}")
+        self.seconds = float(days) * 86400 + float(hours) * 3600 + float(minutes) * 60 + float(seconds)
+        if self.seconds <= 0:
+            raise InvalidError("Period needs a positive interval, e.g. Period(minutes=5)")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Period) and other.seconds == self.seconds
+
+    def __hash__(self) -> int:
+        return hash(self.seconds)
+
+    def __repr__(self) -> str:
+        return f"Period(seconds={self.seconds:g})"

@@ -1,0 +1,330 @@
+"""Container processes on a worker: starting, stopping, watching, and pumping their fd output."""
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import IO, Callable, Optional
+
+from gpu_fabric.proto import common_pb2, worker_pb2
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ContainerExit", "ContainerManager", "LogShipper", "STDERR_TAIL_BYTES"]
+
+STDERR_TAIL_BYTES = 4096
+# A line longer than this is shipped in pieces rather than held in memory.
+MAX_LINE_BYTES = 64 * 1024
+# How long an exit report waits for the output pumps (a grandchild may hold the pipes open).
+PUMP_DRAIN_TIMEOUT_S = 2.0
+
+@dataclass
+class ContainerExit:
+    """What the agent reports to the control plane when a container process ends."""
+
+    container_id: str
+    exit_code: int
+    running_input_id: str
+    stderr_tail: str
+    requested: bool
+
+
+class LogShipper:
+    """Batches container fd output into WorkerPutLogs calls (every ~100 ms or 100 lines)."""
+
+    def __init__(
+        self,
+        send: Callable[[list[common_pb2.LogEntry]], None],
+        *,
+        interval_s: float = 0.1,
+        max_batch: int = 100,
+    ) -> None:
+        self._send = send
+        self._interval_s = interval_s
+        self._max_batch = max_batch
+        self._cond = threading.Condition()
+        self._pending: list[common_pb2.LogEntry] = []
+        self._added = 0
+        self._shipped = 0
+        self._stopping = False
+        self._flushing = False
+        self._thread = threading.Thread(target=self._run, name="gpufabric-log-shipper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def add(self, entry: common_pb2.LogEntry) -> None:
+        with self._cond:
+            self._pending.append(entry)
+            self._added += 1
+            if len(self._pending) == 1 or len(self._pending) >= self._max_batch:
+                self._cond.notify_all()
+
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        """Waits until every entry added so far was handed to `send`."""
+        with self._cond:
+            target = self._added
+            self._flushing = bool(self._pending)
+            self._cond.notify_all()
+            return self._cond.wait_for(lambda: self._shipped >= target, timeout_s)
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self.flush(timeout_s)
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._pending or self._stopping)
+                if self._stopping and not self._pending:
+                    return
+                # Let a burst accumulate briefly: fewer, fuller RPCs.
+                self._cond.wait_for(
+                    lambda: len(self._pending) >= self._max_batch or self._stopping or self._flushing,
+                    self._interval_s,
+                )
+                batch = self._pending[: self._max_batch]
+                del self._pending[: self._max_batch]
+                if not self._pending:
+                    self._flushing = False
+            try:
+                self._send(batch)
+            except Exception:  # logs are best effort; never kill the shipper
+                logger.warning("dropping %d container log lines", len(batch), exc_info=True)
+            with self._cond:
+                self._shipped += len(batch)
+                self._cond.notify_all()
+
+
+@dataclass
+class _Container:
+    assignment: worker_pb2.ContainerAssignment
+    proc: subprocess.Popen
+    directory: str
+    status_path: str
+    stderr_tail: collections.deque = field(default_factory=collections.deque)
+    stderr_tail_len: int = 0
+    requested: bool = False
+    pumps: list = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class ContainerManager:
+    """Starts containers as child processes and reports their exits."""
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        runtime_dir: str,
+        shipper: LogShipper,
+        on_exit: Callable[[ContainerExit], None],
+        python: str = sys.executable,
+        extra_env: Optional[dict[str, str]] = None,
+    ) -> None:
+        self._url = url
+        self._runtime_dir = runtime_dir
+        self._shipper = shipper
+        self._on_exit = on_exit
+        self._python = python
+        self._extra_env = dict(extra_env or {})
+        self._lock = threading.Lock()
+        self._containers: dict[str, _Container] = {}
+        self._idle = threading.Condition(self._lock)
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def running_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._containers)
+
+    def statuses(self) -> list[worker_pb2.ContainerStatus]:
+        with self._lock:
+            containers = list(self._containers.items())
+        statuses = []
+        for container_id, container in containers:
+            statuses.append(
+                worker_pb2.ContainerStatus(
+                    container_id=container_id,
+                    active_inputs=1 if _read_status(container.status_path) else 0,
+                )
+            )
+        return statuses
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def _env(self, assignment: worker_pb2.ContainerAssignment, status_path: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self._extra_env)
+        env.update(assignment.spec.env)
+        # The fabric's variables win over the function's own env.
+        env.update(
+            GPUFABRIC_URL=self._url,
+            GPUFABRIC_TOKEN=assignment.container_token,
+            GPUFABRIC_CONTAINER_ID=assignment.container_id,
+            GPUFABRIC_STATUS_FILE=status_path,
+            GPUFABRIC_IS_CONTAINER="1",
+            CUDA_VISIBLE_DEVICES=",".join(str(i) for i in assignment.gpu_indices),
+            # Raw fd output reaches the pumps as it is written, not at exit.
+            PYTHONUNBUFFERED="1",
+            # The runtime sets PR_SET_PDEATHSIG itself and exits if its parent is not this pid
+            # (the agent died before that): dying with the agent without a preexec_fn.
+            GPUFABRIC_AGENT_PID=str(os.getpid()),
+        )
+        return env
+
+    def start(self, assignment: worker_pb2.ContainerAssignment) -> None:
+        """Starts one container; call from a thread that lives as long as the agent.
+
+        PR_SET_PDEATHSIG fires when the *thread* that spawned the child ends, not the process.
+        """
+        container_id = assignment.container_id
+        with self._lock:
+            if container_id in self._containers:
+                logger.info("container %s already running; ignoring repeated start", container_id)
+                return
+        directory = os.path.join(self._runtime_dir, container_id)
+        scratch = os.path.join(directory, "work")
+        status_path = os.path.join(directory, "status")
+        try:
+            os.makedirs(scratch, exist_ok=True)
+            open(status_path, "w").close()
+            proc = subprocess.Popen(
+                [self._python, "-m", "core_executor._runtime"],
+                env=self._env(assignment, status_path),
+                cwd=scratch,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                # No preexec_fn: Python code between fork and exec in a process with gRPC
+                # threads crashes now and then (SIGSEGV in the child); without one,
+                # CPython uses vfork, which also runs no fork handlers.
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as exc:
+            logger.error("cannot start container %s: %s", container_id, exc)
+            shutil.rmtree(directory, ignore_errors=True)
+            self._on_exit(ContainerExit(container_id, 127, "", f"cannot start container: {exc}", False))
+            return
+        container = _Container(assignment, proc, directory, status_path)
+        with self._lock:
+            self._containers[container_id] = container
+        for pipe, stream in (
+            (proc.stdout, common_pb2.LOG_STREAM_STDOUT),
+            (proc.stderr, common_pb2.LOG_STREAM_STDERR),
+        ):
+            pump = threading.Thread(
+                target=self._pump, args=(container, pipe, stream),
+                name=f"gpufabric-pump-{container_id}", daemon=True,
+            )
+            pump.start()
+            container.pumps.append(pump)
+        threading.Thread(
+            target=self._wait, args=(container,), name=f"gpufabric-wait-{container_id}", daemon=True
+        ).start()
+        logger.info("started container %s (pid %d, gpus %s)", container_id, proc.pid,
+                    list(assignment.gpu_indices))
+
+    def stop(self, container_id: str, grace_s: float) -> bool:
+        """SIGTERM the container's process group, SIGKILL after `grace_s`. False if unknown."""
+        with self._lock:
+            container = self._containers.get(container_id)
+        if container is None:
+            return False
+        container.requested = True
+        _signal_group(container.proc, signal.SIGTERM)
+        timer = threading.Timer(max(grace_s, 0.0), _signal_group, (container.proc, signal.SIGKILL))
+        timer.daemon = True
+        timer.start()
+        return True
+
+    def stop_all(self, grace_s: float, wait_s: float) -> bool:
+        """Stops every container and waits up to `wait_s` for their exits to be reported."""
+        for container_id in self.running_ids():
+            self.stop(container_id, grace_s)
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._containers, wait_s)
+
+    # -- per-container threads ---------------------------------------------------------------
+
+    def _pump(self, container: _Container, pipe: IO[bytes], stream: int) -> None:
+        assignment = container.assignment
+        try:
+            for raw in iter(lambda: pipe.readline(MAX_LINE_BYTES), b""):
+                if stream == common_pb2.LOG_STREAM_STDERR:
+                    with container.lock:
+                        container.stderr_tail.append(raw)
+                        container.stderr_tail_len += len(raw)
+                        while container.stderr_tail_len - len(container.stderr_tail[0]) >= STDERR_TAIL_BYTES:
+                            container.stderr_tail_len -= len(container.stderr_tail.popleft())
+                self._shipper.add(
+                    common_pb2.LogEntry(
+                        timestamp=time.time(), stream=stream,
+                        data=raw.decode("utf-8", errors="replace"),
+                        function_name=assignment.spec.name, container_id=assignment.container_id,
+                        app_id=assignment.app_id,
+                    )
+                )
+        except (OSError, ValueError):
+            pass  # pipe closed under us at shutdown
+        finally:
+            try:
+                pipe.close()
+            except OSError:
+                pass
+
+    def _wait(self, container: _Container) -> None:
+        proc = container.proc
+        exit_code = proc.wait()
+        # Whatever the container left behind in its session goes with it.
+        _signal_group(proc, signal.SIGKILL)
+        for pump in container.pumps:
+            pump.join(PUMP_DRAIN_TIMEOUT_S)
+        # Lines pumped so far reach the log before the exit report (which quotes the tail).
+        self._shipper.flush(timeout_s=2.0)
+        with container.lock:
+            tail = b"".join(container.stderr_tail)[-STDERR_TAIL_BYTES:]
+        report = ContainerExit(
+            container_id=container.assignment.container_id,
+            exit_code=exit_code,
+            running_input_id=_read_status(container.status_path),
+            stderr_tail=tail.decode("utf-8", errors="replace"),
+            requested=container.requested,
+        )
+        shutil.rmtree(container.directory, ignore_errors=True)
+        logger.info("container %s exited with %d", report.container_id, exit_code)
+        try:
+            self._on_exit(report)
+        except Exception:
+            logger.exception("reporting the exit of container %s failed", report.container_id)
+        with self._idle:
+            self._containers.pop(report.container_id, None)
+            self._idle.notify_all()
+
+
+def _read_status(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4096).decode("utf-8", errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    # start_new_session made the container its own process group leader.
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
