@@ -105,6 +105,10 @@ class Client:
         self.stub = client_pb2_grpc.FabricClientStub(self.channel)
         self.container_stub = worker_pb2_grpc.FabricContainerStub(self.channel)
         self.metadata = (("authorization", f"Bearer {token}"),)
+        from ._stream import ThreadLocalStreams
+
+        # `.remote()`'s one message each way, on a stream per calling thread.
+        self.invoke = ThreadLocalStreams(self.stub.FunctionInvokeStream)
         self._hello: Any = None
         self._hello_lock = threading.Lock()
         self.closed = False
@@ -201,6 +205,7 @@ class Client:
         """Close the channel (calls in flight fail with CANCELLED)."""
         if not self.closed:
             self.closed = True
+            self.invoke.close()
             self.channel.close()
 
     def __repr__(self) -> str:

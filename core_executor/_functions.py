@@ -300,7 +300,7 @@ class Function:
         inp = ser.encode_input(args, kwargs, blobs=client, inline_limit=hello.inline_limit_bytes or ser.INLINE_LIMIT,
                                max_payload=hello.max_payload_bytes or ser.MAX_PAYLOAD)
         req = client.pb.FunctionInvokeRequest(function_id=self._function_id, input=inp, timeout_s=INVOKE_WAIT_S)
-        invoke = client.stub.FunctionInvoke
+        invoke = client.invoke
         resp = send_with_backoff(lambda: _rpc(invoke, req, client, INVOKE_WAIT_S + RPC_SLACK_S))
         if resp.HasField("output"):
             output = resp.output

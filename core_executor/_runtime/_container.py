@@ -16,6 +16,7 @@ import grpc
 
 from gpu_fabric.proto import client_pb2_grpc, common_pb2, worker_pb2, worker_pb2_grpc
 
+from .._stream import StreamCaller
 from . import _io
 from ._blobs import BlobIO
 from ._loader import init_failure_result, load_definition, python_version
@@ -105,6 +106,7 @@ class ContainerRuntime:
         )
         self._metadata = (("authorization", f"Bearer {token}"),)
         self._stub = worker_pb2_grpc.FabricContainerStub(self._channel)
+        self._stream = StreamCaller(self._stub.ContainerStream)
         self.blobs = BlobIO(client_pb2_grpc.FabricClientStub(self._channel), self._metadata)
         self._status = _StatusFile(status_file)
         self.logs = _io.LogBuffer(container_id=container_id)
@@ -168,7 +170,7 @@ class ContainerRuntime:
             ready=ready,
             init_failure=init_failure,
         )
-        return self._call_with_retry(self._stub.ContainerExchange, request, timeout_s + 30.0)
+        return self._call_with_retry(self._stream, request, timeout_s + 30.0)
 
     def _exchange(self, **kwargs: Any) -> worker_pb2.ContainerExchangeResponse:
         with self._send_lock:
@@ -181,6 +183,8 @@ class ContainerRuntime:
             running = self._running
             if running is not None and running[0].input_id in response.cancelled_input_ids:
                 # Python cannot interrupt arbitrary user code: the process is the unit of stop.
+                # An empty status file keeps the worker from reporting the input as crashed.
+                self._status.clear()
                 os._exit(1)
             self._cancelled.update(response.cancelled_input_ids)
 
@@ -313,6 +317,8 @@ class ContainerRuntime:
             )
             try:
                 self._exchange_locked(max_inputs=0, timeout_s=0.0, extra_outputs=(output,))
+                # Delivered: the exit that follows is not a crash of this input.
+                self._status.clear()
             except _Exit:
                 pass
             finally:

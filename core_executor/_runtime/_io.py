@@ -64,6 +64,25 @@ class LogBuffer:
         return len(self._entries)
 
 
+class _BinaryWriter(io.RawIOBase):
+    """`sys.stdout.buffer` of a captured stream: bytes are decoded and captured as text."""
+
+    def __init__(self, text: "CapturedStream") -> None:
+        super().__init__()
+        self._text = text
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:  # type: ignore[override]
+        data = bytes(b)
+        self._text.write(data.decode("utf-8", errors="replace"))
+        return len(data)
+
+    def flush(self) -> None:
+        self._text.flush()
+
+
 class CapturedStream(io.TextIOBase):
     """A text stream that turns each complete line into a LogEntry (partial lines on flush)."""
 
@@ -74,6 +93,7 @@ class CapturedStream(io.TextIOBase):
         self._original = original
         self._partial = ""
         self._lock = threading.Lock()
+        self._binary = _BinaryWriter(self)
 
     # Libraries probe these; answer like a non-tty utf-8 stream.
     @property
@@ -87,6 +107,10 @@ class CapturedStream(io.TextIOBase):
     @property
     def line_buffering(self) -> bool:
         return True
+
+    @property
+    def buffer(self) -> _BinaryWriter:
+        return self._binary
 
     def isatty(self) -> bool:
         return False

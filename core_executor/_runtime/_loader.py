@@ -57,7 +57,9 @@ def _import_file(module_name: str, path: str) -> types.ModuleType:
 
 def _module_from_source(module_name: str, source_text: str) -> types.ModuleType:
     # The caller's file does not exist here: materialize its text so tracebacks show lines.
-    directory = tempfile.mkdtemp(prefix="gpufabric-src-")
+    # In the container's scratch directory (cwd), which the worker removes when it exits.
+    cwd = os.getcwd()
+    directory = tempfile.mkdtemp(prefix=".gpufabric-src-", dir=cwd if os.access(cwd, os.W_OK) else None)
     leaf = module_name.rpartition(".")[2] or "user_module"
     path = os.path.join(directory, leaf + ".py")
     with open(path, "w", encoding="utf-8") as f:

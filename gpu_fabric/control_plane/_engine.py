@@ -69,6 +69,10 @@ class Engine:
         self._pending_outputs: list[StoredOutput] = []
         self._pending_calls: dict[str, CallRec] = {}
         self._pending_retried: list[InputRec] = []
+        self._pending_inputs: list[StoredInput] = []
+        self._pending_logs: list[tuple[str, int, bytes]] = []
+        self._durable_waiters: list[asyncio.Future] = []
+        self._flush_scheduled = False
         self._read_calls: collections.deque = collections.deque()
 
     # ------------------------------------------------------------------ load
@@ -241,12 +245,9 @@ class Engine:
             recs.append(InputRec(new_id("in"), call.call_id, fn.function_id, call.num_inputs + i, inp, payload))
         call.num_inputs += len(recs)
         call.closed = call.closed or closed
-        stored_call = _stored_call(call)
-        self.store.put_call_with_inputs(
-            stored_call if new_call else None,
-            None if new_call else stored_call,
-            [StoredInput(r.input_id, r.call_id, r.function_id, r.idx, r.payload, 0, 0) for r in recs],
-        )
+        self._pending_calls[call.call_id] = call
+        self._pending_inputs.extend(StoredInput(r.input_id, r.call_id, r.function_id, r.idx, r.payload, 0, 0) for r in recs)
+        self.schedule_flush()
         if new_call:
             self.calls[call.call_id] = call
         for r in recs:
@@ -416,20 +417,52 @@ class Engine:
             StoredOutput(call.call_id, seq, rec.input_id, rec.idx, result.SerializeToString(), output.attempts, app.log_seq, self.clock())
         )
         self._pending_calls[call.call_id] = call
+        self.schedule_flush()
         call.notifier.notify()
 
-    def flush(self) -> None:
-        """Commit finished outputs and retry counters in one transaction."""
-        if not (self._pending_outputs or self._pending_calls or self._pending_retried):
+    def schedule_flush(self) -> None:
+        """Commit at the end of this turn of the event loop, together with whatever else is due
+        (group commit): responses that promise durability await `durable()` first."""
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    async def durable(self) -> None:
+        """Return once everything accepted so far is committed."""
+        if not (self._pending_inputs or self._pending_calls or self._pending_outputs or self._flush_scheduled):
             return
-        outputs, self._pending_outputs = self._pending_outputs, []
-        calls, self._pending_calls = self._pending_calls, {}
-        retried, self._pending_retried = self._pending_retried, []
-        self.store.complete_inputs(
-            outputs,
-            [_stored_call(c) for c in calls.values()],
-            [StoredInput(r.input_id, r.call_id, r.function_id, r.idx, b"", r.attempts, r.lost) for r in retried if r.input_id in self.inputs],
-        )
+        fut = asyncio.get_running_loop().create_future()
+        self._durable_waiters.append(fut)
+        self.schedule_flush()
+        await fut
+
+    def flush(self) -> None:
+        """Commit pending calls, inputs, outputs, retry counters and logs in one transaction."""
+        self._flush_scheduled = False
+        waiters, self._durable_waiters = self._durable_waiters, []
+        try:
+            if self._pending_outputs or self._pending_calls or self._pending_retried or self._pending_inputs or self._pending_logs:
+                inputs, self._pending_inputs = self._pending_inputs, []
+                outputs, self._pending_outputs = self._pending_outputs, []
+                calls, self._pending_calls = self._pending_calls, {}
+                retried, self._pending_retried = self._pending_retried, []
+                logs, self._pending_logs = self._pending_logs, []
+                self.store.write_batch(
+                    calls=[_stored_call(c) for c in calls.values()],
+                    inputs=inputs,
+                    outputs=outputs,
+                    retried=[StoredInput(r.input_id, r.call_id, r.function_id, r.idx, b"", r.attempts, r.lost) for r in retried if r.input_id in self.inputs],
+                    logs=logs,
+                )
+        except Exception as exc:
+            log.exception("state store commit failed")
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_exception(FabricError("UNAVAILABLE", f"the state store could not commit: {exc}"))
+            raise
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
 
     def init_failed(self, fn: FunctionRec, result, also: list[InputRec] = ()) -> None:
         """The function cannot load: fail what is queued for it, without retries."""
@@ -447,7 +480,6 @@ class Engine:
         app = self.apps.get(app_id)
         if app is None or not entries:
             return
-        stored = []
         for entry in entries:
             app.log_seq += 1
             entry.seq = app.log_seq
@@ -455,8 +487,8 @@ class Engine:
             if not entry.timestamp:
                 entry.timestamp = self.clock()
             app.logs.append(entry)
-            stored.append((entry.seq, entry.SerializeToString()))
-        self.store.append_logs(app_id, stored)
+            self._pending_logs.append((app_id, entry.seq, entry.SerializeToString()))
+        self.schedule_flush()
         app.log_notifier.notify()
 
     def system_log(self, app_id: str, text: str, function_name: str = "") -> None:

@@ -137,6 +137,7 @@ class ClientServicer(client_pb2_grpc.FabricClientServicer):
             raise FabricError("INVALID_ARGUMENT", "call kind must be REMOTE, MAP or SPAWN")
         call = self.engine.create_call(request.function_id, request.kind)
         ids = self.engine.put_inputs(call, request.inputs, request.closed, new_call=True)
+        await self.engine.durable()
         return client_pb2.FunctionMapResponse(call_id=call.call_id, input_ids=ids)
 
     @_status
@@ -144,18 +145,29 @@ class ClientServicer(client_pb2_grpc.FabricClientServicer):
         self._check_batch(request.inputs)
         call = self.engine.call(request.call_id)
         ids = self.engine.put_inputs(call, request.inputs, request.closed, new_call=False)
+        await self.engine.durable()
         return client_pb2.FunctionPutInputsResponse(input_ids=ids)
 
     @_status
     async def FunctionInvoke(self, request, context):
+        return await self._invoke(request)
+
+    @_status_stream
+    async def FunctionInvokeStream(self, request_iterator, context):
+        async for request in request_iterator:
+            yield await self._invoke(request)
+
+    async def _invoke(self, request):
         call = self.engine.create_call(request.function_id, client_pb2.CALL_KIND_REMOTE)
         self.engine.put_inputs(call, [request.input], True, new_call=True)
         deadline = time.monotonic() + _poll_timeout(request.timeout_s)
         while not call.outputs:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                await self.engine.durable()
                 return client_pb2.FunctionInvokeResponse(call_id=call.call_id)
             await call.notifier.wait(remaining)
+        await self.engine.durable()
         self.engine.mark_read(call)
         return client_pb2.FunctionInvokeResponse(call_id=call.call_id, output=next(iter(call.outputs.values())))
 
@@ -316,6 +328,14 @@ class ContainerServicer(worker_pb2_grpc.FabricContainerServicer):
 
     @_status
     async def ContainerExchange(self, request, context):
+        return await self._exchange(request)
+
+    @_status_stream
+    async def ContainerStream(self, request_iterator, context):
+        async for request in request_iterator:
+            yield await self._exchange(request)
+
+    async def _exchange(self, request):
         engine = self.engine
         container = engine.container(request.container_id)
         if request.logs:
@@ -324,12 +344,10 @@ class ContainerServicer(worker_pb2_grpc.FabricContainerServicer):
                 engine.append_logs(app_id, list(request.logs))
         if request.init_failure.status and container is not None:
             engine.init_failed(engine.functions[container.function_id], request.init_failure)
-            engine.flush()
             container.shutdown = True
             return worker_pb2.ContainerExchangeResponse(shutdown=True)
         for out in request.outputs:
             engine.container_output(container, out.input_id, out.result, out.duration_s)
-        engine.flush()
         if container is None:
             # Unknown (the control plane restarted): its outputs were taken; it should go.
             return worker_pb2.ContainerExchangeResponse(shutdown=True)
@@ -362,14 +380,14 @@ class ContainerServicer(worker_pb2_grpc.FabricContainerServicer):
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         container.waiter, container.waiter_max = fut, max_inputs
+        timer = loop.call_later(timeout, lambda: fut.done() or fut.set_result([]))
         try:
-            return await asyncio.wait_for(asyncio.shield(fut), timeout)
-        except asyncio.TimeoutError:
-            return fut.result() if fut.done() else []
+            return await fut
         except asyncio.CancelledError:
-            if fut.done() and fut.result():
+            if fut.done() and not fut.cancelled() and fut.result():
                 self.engine.release_unsent(container, fut.result())
             raise
         finally:
+            timer.cancel()
             if container.waiter is fut:
                 container.waiter = None

@@ -78,18 +78,15 @@ class StateStore(abc.ABC):
     def functions(self) -> list[StoredFunction]: ...
 
     @abc.abstractmethod
-    def put_call_with_inputs(self, call: StoredCall | None, call_update: StoredCall | None, inputs: list[StoredInput]) -> None:
-        """Insert a new call (or update an existing one) and its new inputs in one transaction."""
-
-    @abc.abstractmethod
     def calls(self) -> list[StoredCall]: ...
 
     @abc.abstractmethod
     def pending_inputs(self) -> Iterator[StoredInput]: ...
 
     @abc.abstractmethod
-    def complete_inputs(self, outputs: list[StoredOutput], calls: list[StoredCall], retried: list[StoredInput]) -> None:
-        """Record outputs (their inputs are done and deleted), call counters and retried inputs."""
+    def write_batch(self, *, calls=(), inputs=(), outputs=(), retried=(), logs=()) -> None:
+        """One transaction: calls (new or updated), new inputs, outputs (their inputs are done and
+        deleted), retry counters of inputs, and app log entries as (app_id, seq, entry)."""
 
     @abc.abstractmethod
     def outputs(self) -> Iterator[StoredOutput]: ...
@@ -100,9 +97,6 @@ class StateStore(abc.ABC):
     @abc.abstractmethod
     def expire(self, before: float) -> int:
         """Delete outputs created before `before` and calls with nothing left; returns rows deleted."""
-
-    @abc.abstractmethod
-    def append_logs(self, app_id: str, entries: list[tuple[int, bytes]]) -> None: ...
 
     @abc.abstractmethod
     def logs(self, app_id: str, after_seq: int, limit: int) -> list[tuple[int, bytes]]: ...
@@ -185,16 +179,6 @@ class SQLiteStore(StateStore):
              int(call.closed), int(call.cancelled), call.created_at),
         )
 
-    def put_call_with_inputs(self, call, call_update, inputs) -> None:
-        with self._tx():
-            for c in (call, call_update):
-                if c is not None:
-                    self._write_call(c)
-            self._db.executemany(
-                "INSERT INTO inputs VALUES (?,?,?,?,?,?,?)",
-                [(i.input_id, i.call_id, i.function_id, i.idx, i.payload, i.attempts, i.lost) for i in inputs],
-            )
-
     def calls(self) -> list[StoredCall]:
         return [
             StoredCall(r[0], r[1], r[2], r[3], r[4], bool(r[5]), bool(r[6]), r[7])
@@ -205,21 +189,28 @@ class SQLiteStore(StateStore):
         for row in self._db.execute("SELECT * FROM inputs ORDER BY rowid"):
             yield StoredInput(*row)
 
-    def complete_inputs(self, outputs, calls, retried) -> None:
+    def write_batch(self, *, calls=(), inputs=(), outputs=(), retried=(), logs=()) -> None:
         with self._tx():
+            for call in calls:
+                self._write_call(call)
+            if inputs:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO inputs VALUES (?,?,?,?,?,?,?)",
+                    [(i.input_id, i.call_id, i.function_id, i.idx, i.payload, i.attempts, i.lost) for i in inputs],
+                )
             if outputs:
                 self._db.executemany(
                     "INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?)",
                     [(o.call_id, o.seq, o.input_id, o.idx, o.result, o.attempts, o.log_seq, o.created_at) for o in outputs],
                 )
                 self._db.executemany("DELETE FROM inputs WHERE input_id=?", [(o.input_id,) for o in outputs])
-            for call in calls:
-                self._write_call(call)
             if retried:
                 self._db.executemany(
                     "UPDATE inputs SET attempts=?, lost=? WHERE input_id=?",
                     [(i.attempts, i.lost, i.input_id) for i in retried],
                 )
+            if logs:
+                self._db.executemany("INSERT OR REPLACE INTO logs VALUES (?,?,?)", logs)
 
     def outputs(self) -> Iterator[StoredOutput]:
         for row in self._db.execute("SELECT * FROM outputs ORDER BY call_id, seq"):
@@ -238,10 +229,6 @@ class SQLiteStore(StateStore):
                 (before,),
             ).rowcount
         return n
-
-    def append_logs(self, app_id: str, entries: list[tuple[int, bytes]]) -> None:
-        with self._tx():
-            self._db.executemany("INSERT OR REPLACE INTO logs VALUES (?,?,?)", [(app_id, s, e) for s, e in entries])
 
     def logs(self, app_id: str, after_seq: int, limit: int) -> list[tuple[int, bytes]]:
         return list(

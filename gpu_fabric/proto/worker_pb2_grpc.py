@@ -338,6 +338,11 @@ class FabricContainerStub:
                 request_serializer=gpu__fabric_dot_proto_dot_worker__pb2.ContainerExchangeRequest.SerializeToString,
                 response_deserializer=gpu__fabric_dot_proto_dot_worker__pb2.ContainerExchangeResponse.FromString,
                 _registered_method=True)
+        self.ContainerStream = channel.stream_stream(
+                '/gpu_fabric.v1.FabricContainer/ContainerStream',
+                request_serializer=gpu__fabric_dot_proto_dot_worker__pb2.ContainerExchangeRequest.SerializeToString,
+                response_deserializer=gpu__fabric_dot_proto_dot_worker__pb2.ContainerExchangeResponse.FromString,
+                _registered_method=True)
 
 
 class FabricContainerServicer:
@@ -357,6 +362,15 @@ class FabricContainerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ContainerStream(self, request_iterator, context):
+        """The same exchanges over one long-lived stream: exactly one response per request, in order.
+        Cheaper per message than unary calls; a container reopens it (and resends the request it was
+        waiting on) when it breaks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FabricContainerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -367,6 +381,11 @@ def add_FabricContainerServicer_to_server(servicer, server):
             ),
             'ContainerExchange': grpc.unary_unary_rpc_method_handler(
                     servicer.ContainerExchange,
+                    request_deserializer=gpu__fabric_dot_proto_dot_worker__pb2.ContainerExchangeRequest.FromString,
+                    response_serializer=gpu__fabric_dot_proto_dot_worker__pb2.ContainerExchangeResponse.SerializeToString,
+            ),
+            'ContainerStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.ContainerStream,
                     request_deserializer=gpu__fabric_dot_proto_dot_worker__pb2.ContainerExchangeRequest.FromString,
                     response_serializer=gpu__fabric_dot_proto_dot_worker__pb2.ContainerExchangeResponse.SerializeToString,
             ),
@@ -423,6 +442,33 @@ class FabricContainer:
             request,
             target,
             '/gpu_fabric.v1.FabricContainer/ContainerExchange',
+            gpu__fabric_dot_proto_dot_worker__pb2.ContainerExchangeRequest.SerializeToString,
+            gpu__fabric_dot_proto_dot_worker__pb2.ContainerExchangeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ContainerStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/gpu_fabric.v1.FabricContainer/ContainerStream',
             gpu__fabric_dot_proto_dot_worker__pb2.ContainerExchangeRequest.SerializeToString,
             gpu__fabric_dot_proto_dot_worker__pb2.ContainerExchangeResponse.FromString,
             options,

@@ -245,7 +245,7 @@ class ContainerManager:
             return False
         container.requested = True
         _signal_group(container.proc, signal.SIGTERM)
-        timer = threading.Timer(max(grace_s, 0.0), _signal_group, (container.proc, signal.SIGKILL))
+        timer = threading.Timer(max(grace_s, 0.0), _kill_if_running, (container.proc,))
         timer.daemon = True
         timer.start()
         return True
@@ -328,3 +328,9 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
         os.killpg(proc.pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _kill_if_running(proc: subprocess.Popen) -> None:
+    # Once reaped, the pid (and group id) may belong to someone else.
+    if proc.returncode is None:
+        _signal_group(proc, signal.SIGKILL)

@@ -248,6 +248,10 @@ class FakeFabric(client_pb2_grpc.FabricClientServicer):
                 return pb.FunctionInvokeResponse(call_id=call.call_id, output=call.outputs[0])
         return pb.FunctionInvokeResponse(call_id=call.call_id)
 
+    def FunctionInvokeStream(self, request_iterator, context):
+        for request in request_iterator:
+            yield self.FunctionInvoke(request, context)
+
     def FunctionGetOutputs(self, request, context):
         self._check(context, "FunctionGetOutputs", request)
         call = self.calls.get(request.call_id)

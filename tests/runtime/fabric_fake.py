@@ -183,6 +183,10 @@ class FakeFabric(
         self.hello_seen.put(request.container_id)
         return hello
 
+    def ContainerStream(self, request_iterator, context):
+        for request in request_iterator:
+            yield self.ContainerExchange(request, context)
+
     def ContainerExchange(self, request, context):
         self._auth(context)
         with self.lock:

@@ -11,7 +11,7 @@ import pytest
 
 from gpu_fabric.proto import common_pb2
 
-from fabric_fake import FakeFabric, decode_value, make_input, python_version, serialized_definition
+from tests.runtime.fabric_fake import FakeFabric, decode_value, make_input, python_version, serialized_definition
 
 pytestmark = pytest.mark.integration
 
@@ -166,12 +166,14 @@ def test_timeout_reports_timeout_and_exits(fabric, tmp_path):
         time.sleep(30)
 
     fabric.add_container("c1", serialized_definition(slow))
-    proc = fabric.spawn_container("c1", str(tmp_path))
+    proc = fabric.spawn_container("c1", str(tmp_path), str(tmp_path / "status"))
     fabric.put_input("c1", make_input(input_id="in-slow", timeout_s=0.3))
     output = fabric.wait_output()
     assert output.input_id == "in-slow"
     assert output.result.status == common_pb2.RESULT_STATUS_TIMEOUT
     assert proc.wait(10) == 1
+    # The timeout was delivered: the worker must not report the exit as a crash of this input.
+    assert (tmp_path / "status").read_text() == ""
     assert any(e.data == "before sleep\n" for e in fabric.container_logs)
 
 
@@ -203,7 +205,7 @@ def test_cancelling_running_input_exits_and_queued_one_is_skipped(fabric, tmp_pa
         return seconds
 
     fabric.add_container("c1", serialized_definition(work))
-    proc = fabric.spawn_container("c1", str(tmp_path))
+    proc = fabric.spawn_container("c1", str(tmp_path), str(tmp_path / "status"))
     # Prefetch first so the next exchange hands both inputs at once.
     for _ in range(3):
         fabric.put_input("c1", make_input(0))
@@ -219,9 +221,11 @@ def test_cancelling_running_input_exits_and_queued_one_is_skipped(fabric, tmp_pa
 
     fabric.put_input("c1", make_input(30, input_id="running"))
     time.sleep(0.3)
+    assert (tmp_path / "status").read_text() == "running"
     fabric.cancel["c1"] = ["running"]
     assert proc.wait(10) == 1
     assert fabric.outputs.empty()
+    assert (tmp_path / "status").read_text() == ""
 
 
 def test_blob_payloads_both_ways(fabric, tmp_path):

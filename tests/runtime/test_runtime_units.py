@@ -194,3 +194,10 @@ def test_init_failure_result_for_unpicklable_exception():
     result = init_failure_result(Weird("odd"))
     assert result.status == common_pb2.RESULT_STATUS_INIT_FAILURE
     assert "odd" in result.exception and not result.serialized_exception
+
+
+def test_binary_buffer_writes_are_captured_as_text():
+    buf = _buffer()
+    out = _io.CapturedStream(buf, common_pb2.LOG_STREAM_STDOUT, None)
+    out.buffer.write("bytes é\n".encode())
+    assert [e.data for e in buf.drain()] == ["bytes é\n"]

@@ -16,8 +16,7 @@ from gpu_fabric.proto import common_pb2, worker_pb2
 from gpu_fabric.worker import WorkerAgent
 from gpu_fabric.worker._gpus import parse_simulated
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "runtime"))
-from fabric_fake import TOKEN, FakeFabric, decode_value, make_input, serialized_definition  # noqa: E402
+from tests.runtime.fabric_fake import TOKEN, FakeFabric, decode_value, make_input, serialized_definition
 
 pytestmark = pytest.mark.integration
 
