@@ -38,7 +38,7 @@ class Engine:
         *,
         token: str,
         default_python: str,
-        heartbeat_interval_s: float = 1.0,
+        heartbeat_interval_s: float | None = None,
         heartbeat_timeout_s: float = 10.0,
         app_heartbeat_timeout_s: float = 30.0,
         default_timeout_s: float = 300.0,
@@ -51,7 +51,8 @@ class Engine:
         self.store = store
         self.token = token
         self.default_python = default_python
-        self.heartbeat_interval_s = heartbeat_interval_s
+        # Four heartbeats fit in the timeout, so one slow beat on a busy machine loses nothing.
+        self.heartbeat_interval_s = heartbeat_interval_s or min(1.0, heartbeat_timeout_s / 4)
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.app_heartbeat_timeout_s = app_heartbeat_timeout_s
         self.default_timeout_s = default_timeout_s
@@ -90,6 +91,7 @@ class Engine:
                 self.apps[f.app_id].function_ids[f.name] = f.function_id
         for c in self.store.calls():
             self.calls[c.call_id] = CallRec(c.call_id, c.function_id, c.kind, c.created_at, c.num_inputs, c.num_done, c.closed, c.cancelled)
+            self.calls[c.call_id].next_seq = max(c.next_seq, c.num_done + 1)
         for o in self.store.outputs():
             call = self.calls.get(o.call_id)
             if call is None:
@@ -98,8 +100,6 @@ class Engine:
                 input_id=o.input_id, idx=o.idx, result=S.FunctionResult.FromString(o.result),
                 attempts=o.attempts, log_seq=o.log_seq, seq=o.seq,
             )
-        for call in self.calls.values():
-            call.next_seq = call.num_done + 1
         for i in self.store.pending_inputs():
             rec = InputRec(i.input_id, i.call_id, i.function_id, i.idx, S.FunctionInput.FromString(i.payload), i.payload, i.attempts, i.lost)
             if i.function_id not in self.functions or i.call_id not in self.calls:
@@ -355,6 +355,11 @@ class Engine:
         if result.status == S.RESULT_STATUS_INIT_FAILURE:
             self.init_failed(self.functions[rec.function_id], result, also=[rec])
             return
+        if result.status == S.RESULT_STATUS_SUCCESS and self.functions[rec.function_id].spec.is_generator and not result.gen_done:
+            self._emit(rec, result, final=False)  # a generator's item: the input goes on
+            if container is not None:
+                container.held[input_id] = rec.claimed_at
+            return
         self._complete_attempt(rec, result)
 
     def _complete_attempt(self, rec: InputRec, result) -> None:
@@ -404,17 +409,21 @@ class Engine:
         self.inputs.pop(rec.input_id, None)
         call = self.calls[rec.call_id]
         call.pending.discard(rec.input_id)
+        call.num_done += 1
+        self._emit(rec, result, final=True)
+
+    def _emit(self, rec: InputRec, result, *, final: bool) -> None:
+        call = self.calls[rec.call_id]
         fn = self.functions[rec.function_id]
         app = self.apps[fn.app_id]
         seq = call.next_seq
         call.next_seq += 1
-        call.num_done += 1
         output = client_pb2.FunctionOutput(
             input_id=rec.input_id, idx=rec.idx, result=result, attempts=max(1, rec.attempts), log_seq=app.log_seq, seq=seq
         )
         call.outputs[seq] = output
         self._pending_outputs.append(
-            StoredOutput(call.call_id, seq, rec.input_id, rec.idx, result.SerializeToString(), output.attempts, app.log_seq, self.clock())
+            StoredOutput(call.call_id, seq, rec.input_id, rec.idx, result.SerializeToString(), output.attempts, app.log_seq, self.clock(), final)
         )
         self._pending_calls[call.call_id] = call
         self.schedule_flush()
@@ -762,4 +771,4 @@ def _one_line(text: str) -> str:
 
 
 def _stored_call(call: CallRec) -> StoredCall:
-    return StoredCall(call.call_id, call.function_id, call.kind, call.num_inputs, call.num_done, call.closed, call.cancelled, call.created_at)
+    return StoredCall(call.call_id, call.function_id, call.kind, call.num_inputs, call.num_done, call.closed, call.cancelled, call.created_at, call.next_seq)

@@ -29,6 +29,8 @@ class StoredOutput:
     attempts: int
     log_seq: int
     created_at: float
+    # False for a generator's items: the input goes on after them.
+    final: bool = True
 
 
 @dataclass
@@ -41,6 +43,7 @@ class StoredCall:
     closed: bool
     cancelled: bool
     created_at: float
+    next_seq: int = 1
 
 
 @dataclass
@@ -125,7 +128,7 @@ CREATE TABLE IF NOT EXISTS functions (
 CREATE TABLE IF NOT EXISTS calls (
     call_id TEXT PRIMARY KEY, function_id TEXT NOT NULL, kind INTEGER NOT NULL,
     num_inputs INTEGER NOT NULL, num_done INTEGER NOT NULL, closed INTEGER NOT NULL,
-    cancelled INTEGER NOT NULL, created_at REAL NOT NULL);
+    cancelled INTEGER NOT NULL, created_at REAL NOT NULL, next_seq INTEGER NOT NULL DEFAULT 1);
 CREATE TABLE IF NOT EXISTS inputs (
     input_id TEXT PRIMARY KEY, call_id TEXT NOT NULL, function_id TEXT NOT NULL, idx INTEGER NOT NULL,
     payload BLOB NOT NULL, attempts INTEGER NOT NULL, lost INTEGER NOT NULL);
@@ -174,14 +177,14 @@ class SQLiteStore(StateStore):
 
     def _write_call(self, call: StoredCall) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO calls VALUES (?,?,?,?,?,?,?,?)",
+            "INSERT OR REPLACE INTO calls VALUES (?,?,?,?,?,?,?,?,?)",
             (call.call_id, call.function_id, call.kind, call.num_inputs, call.num_done,
-             int(call.closed), int(call.cancelled), call.created_at),
+             int(call.closed), int(call.cancelled), call.created_at, call.next_seq),
         )
 
     def calls(self) -> list[StoredCall]:
         return [
-            StoredCall(r[0], r[1], r[2], r[3], r[4], bool(r[5]), bool(r[6]), r[7])
+            StoredCall(r[0], r[1], r[2], r[3], r[4], bool(r[5]), bool(r[6]), r[7], r[8])
             for r in self._db.execute("SELECT * FROM calls")
         ]
 
@@ -203,7 +206,7 @@ class SQLiteStore(StateStore):
                     "INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?)",
                     [(o.call_id, o.seq, o.input_id, o.idx, o.result, o.attempts, o.log_seq, o.created_at) for o in outputs],
                 )
-                self._db.executemany("DELETE FROM inputs WHERE input_id=?", [(o.input_id,) for o in outputs])
+                self._db.executemany("DELETE FROM inputs WHERE input_id=?", [(o.input_id,) for o in outputs if o.final])
             if retried:
                 self._db.executemany(
                     "UPDATE inputs SET attempts=?, lost=? WHERE input_id=?",

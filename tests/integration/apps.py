@@ -53,3 +53,20 @@ def gpu_env() -> str:
 @app.function()
 def calls_square(x: int) -> int:
     return square.remote(x) + 1
+
+
+@app.function()
+def count_to(n: int):
+    for i in range(n):
+        print(f"item {i}")
+        yield i
+
+
+@app.function(min_containers=1, scaledown_window=1)
+def warm() -> int:
+    return os.getpid()
+
+
+@app.function(scaledown_window=1)
+def short_lived() -> int:
+    return os.getpid()

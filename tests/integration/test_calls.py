@@ -104,7 +104,7 @@ def test_deploy_and_from_name(fabric_env):
 
 
 def test_killed_worker_inputs_run_elsewhere(new_fabric, tmp_path):
-    fab = new_fabric("--workers", "2", "--heartbeat-timeout", "2")
+    fab = new_fabric("--workers", "2", "--heartbeat-timeout", "3")
     marker = tmp_path / "ppid"
     with apps.app.run():
         call = apps.where_am_i.spawn(str(marker), 4)
@@ -151,3 +151,34 @@ def test_hello_demo_via_python(tmp_path):
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "hello.py")], env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
     assert "9 16" in proc.stdout.splitlines()
+
+
+def test_generator_items_stream_in_order(fabric_env):
+    with apps.app.run():
+        assert list(apps.count_to.remote_gen(5)) == [0, 1, 2, 3, 4]
+
+
+def _running_containers(app_id: str) -> int:
+    from core_executor._client import get_client  # the SDK's own connection
+
+    client = get_client()
+    listing = client.call("AppList", client.pb.AppListRequest())
+    return sum(a.running_containers for a in listing.apps if a.app_id == app_id)
+
+
+def test_min_containers_and_scaledown_window(fabric_env):
+    with apps.app.run():
+        deadline = time.time() + 30
+        # min_containers=1 starts `warm` before any call; calls reuse that warm container.
+        first = apps.warm.remote()
+        assert all(apps.warm.remote() == first for _ in range(5))
+        # `short_lived` scales to zero after its 1 s window; the next call gets a new container.
+        pid = apps.short_lived.remote()
+        while time.time() < deadline:
+            time.sleep(0.5)
+            running = _running_containers(apps.app.app_id)
+            if running == 1:  # only the min_containers one is left
+                break
+        assert running == 1
+        assert apps.short_lived.remote() != pid
+        assert apps.warm.remote() == first
