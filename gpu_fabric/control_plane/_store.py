@@ -128,7 +128,7 @@ CREATE TABLE IF NOT EXISTS functions (
 CREATE TABLE IF NOT EXISTS calls (
     call_id TEXT PRIMARY KEY, function_id TEXT NOT NULL, kind INTEGER NOT NULL,
     num_inputs INTEGER NOT NULL, num_done INTEGER NOT NULL, closed INTEGER NOT NULL,
-    cancelled INTEGER NOT NULL, created_at REAL NOT NULL, next_seq INTEGER NOT NULL DEFAULT 1);
+    cancelled INTEGER NOT NULL, created_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS inputs (
     input_id TEXT PRIMARY KEY, call_id TEXT NOT NULL, function_id TEXT NOT NULL, idx INTEGER NOT NULL,
     payload BLOB NOT NULL, attempts INTEGER NOT NULL, lost INTEGER NOT NULL);
@@ -141,6 +141,12 @@ CREATE TABLE IF NOT EXISTS logs (
 """
 
 
+# Schema changes after the first release, applied in order; PRAGMA user_version counts them.
+_MIGRATIONS = [
+    "ALTER TABLE calls ADD COLUMN next_seq INTEGER NOT NULL DEFAULT 1",
+]
+
+
 class SQLiteStore(StateStore):
     """SQLite in WAL mode; a commit survives the control plane process dying (not power loss
     unless `synchronous="FULL"`). Use from one thread: the control plane's event loop."""
@@ -151,6 +157,19 @@ class SQLiteStore(StateStore):
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(_MIGRATIONS):
+            raise RuntimeError(
+                f"the state store is at schema version {version}, newer than this gpu-fabric knows "
+                f"({len(_MIGRATIONS)}); upgrade gpu-fabric or use another --data-dir"
+            )
+        for number, statement in enumerate(_MIGRATIONS[version:], start=version + 1):
+            with self._tx():
+                self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version={number}")
 
     def _tx(self):
         return _Transaction(self._db)

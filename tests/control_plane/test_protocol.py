@@ -251,3 +251,23 @@ def test_unplaceable_gpu_request_is_explained(plane):
     plane.client.FunctionMap(client_pb2.FunctionMapRequest(function_id=fid, kind=client_pb2.CALL_KIND_SPAWN, inputs=[_input(1)], closed=True), metadata=plane.md)
     batch = next(iter(plane.client.AppGetLogs(client_pb2.AppGetLogsRequest(app_id=app_id), metadata=plane.md)))
     assert any("H100" in e.data and e.stream == common_pb2.LOG_STREAM_SYSTEM for e in batch.entries)
+
+
+def test_a_store_from_before_a_schema_change_is_migrated(tmp_path):
+    import sqlite3
+
+    from gpu_fabric.control_plane import SQLiteStore
+
+    path = str(tmp_path / "old.sqlite3")
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE calls (call_id TEXT PRIMARY KEY, function_id TEXT NOT NULL, kind INTEGER NOT NULL, "
+                "num_inputs INTEGER NOT NULL, num_done INTEGER NOT NULL, closed INTEGER NOT NULL, "
+                "cancelled INTEGER NOT NULL, created_at REAL NOT NULL)")
+    old.execute("INSERT INTO calls VALUES ('fc-1', 'fu-1', 1, 1, 1, 1, 0, 0)")
+    old.commit()
+    old.close()
+    store = SQLiteStore(path)
+    (call,) = store.calls()
+    assert call.call_id == "fc-1" and call.next_seq == 1
+    store.close()
+    SQLiteStore(path).close()  # opening again applies nothing twice
