@@ -18,6 +18,31 @@ __all__ = ["EmbeddedFabric"]
 LOG_FILE_NAME = "embedded.log"
 
 
+# The exit code of `serve` when another fabric holds its data dir (gpu_fabric.__main__).
+DATA_DIR_IN_USE_EXIT = 75
+
+
+class _DataDirTaken(Exception):
+    pass
+
+
+def _held_by_another_fabric(data_dir: str) -> bool:
+    """True when a running control plane holds the data dir's lock (see gpu_fabric serve)."""
+    import fcntl
+
+    try:
+        fd = os.open(os.path.join(data_dir, "lock"), os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
 class EmbeddedFabric:
     """A control plane plus one local worker on this machine, started and stopped by the SDK.
 
@@ -57,6 +82,21 @@ class EmbeddedFabric:
     def start(self) -> "EmbeddedFabric":
         """Start the fabric and wait until it accepts calls (ConnectionError if it cannot)."""
         os.makedirs(self.data_dir, exist_ok=True)
+        if _held_by_another_fabric(self.data_dir):
+            self._use_own_data_dir()
+        try:
+            return self._launch()
+        except _DataDirTaken:
+            self._use_own_data_dir()  # lost a race for the shared one
+            return self._launch()
+
+    def _use_own_data_dir(self) -> None:
+        # Another `gpufabric run` on this machine has the data dir: one control plane per store.
+        self.data_dir = os.path.join(self.data_dir, "concurrent", str(os.getpid()))
+        self.log_path = os.path.join(self.data_dir, LOG_FILE_NAME)
+        os.makedirs(self.data_dir, exist_ok=True)
+
+    def _launch(self) -> "EmbeddedFabric":
         self._ready_file = os.path.join(self.data_dir, f"ready-{os.getpid()}-{uuid.uuid4().hex[:8]}.json")
         with open(self.log_path, "ab") as log:
             self._log_offset = log.tell()
@@ -86,6 +126,8 @@ class EmbeddedFabric:
                 self.server_pid = int(info.get("pid") or self._proc.pid)
                 return
             code = self._proc.poll()
+            if code == DATA_DIR_IN_USE_EXIT:
+                raise _DataDirTaken()
             if code is not None:
                 raise ConnectionError(
                     f"the embedded fabric exited with code {code} before it was ready; "

@@ -9,6 +9,10 @@ import sys
 import click
 
 
+# `serve` exits with this when another fabric holds its data dir (the SDK then picks another).
+DATA_DIR_IN_USE_EXIT = 75
+
+
 @click.group()
 def cli() -> None:
     """gpu-fabric server-side processes."""
@@ -51,10 +55,18 @@ def serve(host, port, data_dir, token, workers, simulate_gpus, worker_cpu, worke
         "heartbeat_timeout_s": heartbeat_timeout, "app_heartbeat_timeout_s": app_heartbeat_timeout,
         "max_payload_bytes": max_payload_bytes, "default_scaledown_window_s": scaledown_window,
     }
-    asyncio.run(run(
-        data_dir=data_dir or _default_data_dir(), host=host, port=port, token=token, workers=workers,
-        worker_args=worker_args, ready_file=ready_file, embedded=embedded, engine_options=engine_options,
-    ))
+    from .control_plane import DataDirInUse
+
+    try:
+        asyncio.run(run(
+            data_dir=data_dir or _default_data_dir(), host=host, port=port, token=token, workers=workers,
+            worker_args=worker_args, ready_file=ready_file, embedded=embedded, engine_options=engine_options,
+        ))
+    except DataDirInUse as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(DATA_DIR_IN_USE_EXIT)
+    except OSError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})
@@ -63,7 +75,21 @@ def worker(ctx) -> None:
     """Run a worker agent (see `python -m gpu_fabric worker --help`)."""
     from .worker._main import run_worker
 
+    _die_with_parent()
     sys.exit(run_worker(list(ctx.args)) or 0)
+
+
+def _die_with_parent() -> None:
+    """A worker started by `serve` ends with it (PR_SET_PDEATHSIG), even if serve is SIGKILLed."""
+    parent = os.environ.pop("GPUFABRIC_PARENT_PID", "")
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != int(parent):
+        sys.exit(1)  # the parent died before the request took effect
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import json
 import logging
 import os
@@ -16,21 +15,15 @@ from .control_plane import ControlPlane
 
 log = logging.getLogger("gpu_fabric.serve")
 
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    # A worker agent must not outlive the fabric that started it.
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
-
-
 def start_local_worker(url: str, token: str, extra_args: list[str]) -> subprocess.Popen:
-    """Start one worker agent process on this machine, joined to the control plane at `url`."""
+    """Start one worker agent process on this machine, joined to the control plane at `url`.
+
+    No preexec_fn (Python between fork and exec is unsafe next to gRPC threads): the worker asks
+    for PR_SET_PDEATHSIG itself when GPUFABRIC_PARENT_PID names its parent.
+    """
     cmd = [sys.executable, "-m", "gpu_fabric", "worker", "--url", url, "--token", token, *extra_args]
-    return subprocess.Popen(cmd, preexec_fn=_die_with_parent, stdin=subprocess.DEVNULL)
+    env = dict(os.environ, GPUFABRIC_PARENT_PID=str(os.getpid()))
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=env)
 
 
 def _write_ready_file(path: str, data: dict) -> None:

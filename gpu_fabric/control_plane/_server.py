@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import secrets
@@ -37,6 +38,7 @@ class ControlPlane:
     def __init__(self, data_dir: str, *, token: str | None = None, host: str = "127.0.0.1", port: int = 0, **engine_options):
         os.makedirs(data_dir, exist_ok=True)
         self.data_dir = data_dir
+        self._lock = _lock_data_dir(data_dir)
         self.store = SQLiteStore(os.path.join(data_dir, "state.sqlite3"))
         if token is None:
             token = self.store.get_meta("token")
@@ -96,3 +98,24 @@ class ControlPlane:
             await self.server.stop(grace)
         self.engine.flush()
         self.store.close()
+        os.close(self._lock)
+
+
+class DataDirInUse(RuntimeError):
+    """Another control plane holds this data dir; two on one SQLite file would hand out inputs twice."""
+
+
+def _lock_data_dir(data_dir: str) -> int:
+    fd = os.open(os.path.join(data_dir, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise DataDirInUse(
+            f"the data dir {data_dir} is in use by a running fabric (pid {holder}); stop it, "
+            "point clients at it with GPUFABRIC_URL, or use another --data-dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd

@@ -271,3 +271,15 @@ def test_a_store_from_before_a_schema_change_is_migrated(tmp_path):
     assert call.call_id == "fc-1" and call.next_seq == 1
     store.close()
     SQLiteStore(path).close()  # opening again applies nothing twice
+
+
+def test_a_second_control_plane_on_the_same_data_dir_is_refused(tmp_path):
+    from gpu_fabric.control_plane import DataDirInUse
+
+    plane = RunningPlane(str(tmp_path / "f"))
+    try:
+        with pytest.raises(DataDirInUse, match="in use by a running fabric"):
+            RunningPlane(str(tmp_path / "f"))
+    finally:
+        plane.stop()
+    RunningPlane(str(tmp_path / "f")).stop()  # free again once the first stopped

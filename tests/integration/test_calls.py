@@ -182,3 +182,26 @@ def test_min_containers_and_scaledown_window(fabric_env):
         assert running == 1
         assert apps.short_lived.remote() != pid
         assert apps.warm.remote() == first
+
+
+def test_two_embedded_runs_at_once_each_get_a_fabric(tmp_path):
+    env = dict(os.environ, GPUFABRIC_DATA_DIR=str(tmp_path / "embedded"))
+    env.pop("GPUFABRIC_URL", None)
+    env.pop("GPUFABRIC_TOKEN", None)
+    cmd = [sys.executable, os.path.join(ROOT, "examples", "hello.py")]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err
+        assert "9 16" in out.splitlines()
+
+
+def test_local_workers_end_with_their_fabric(new_fabric):
+    import psutil
+
+    fab = new_fabric("--workers", "2")
+    workers = [psutil.Process(pid) for pid in fab.worker_pids()]
+    assert len(workers) == 2
+    fab.proc.kill()  # only the serve process: its workers must not be left behind
+    gone, alive = psutil.wait_procs(workers, timeout=15)
+    assert not alive
