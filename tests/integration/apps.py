@@ -70,3 +70,14 @@ def warm() -> int:
 @app.function(scaledown_window=1)
 def short_lived() -> int:
     return os.getpid()
+
+
+@app.function(image=fabric.Image.debian_slim(python_version="3.10"))
+def old_python(x: int) -> int:
+    return x
+
+
+@app.function()
+def append_line(path: str, line: str) -> None:
+    with open(path, "a") as f:
+        f.write(line + "\n")

@@ -205,3 +205,31 @@ def test_local_workers_end_with_their_fabric(new_fabric):
     fab.proc.kill()  # only the serve process: its workers must not be left behind
     gone, alive = psutil.wait_procs(workers, timeout=15)
     assert not alive
+
+
+def test_python_version_mismatch_is_refused_before_sending(fabric_env):
+    with apps.app.run():
+        with pytest.raises(exception.VersionMismatchError, match="3.10"):
+            apps.old_python.remote(1)
+
+
+def test_cancel_a_spawned_call(fabric_env):
+    with apps.app.run():
+        call = apps.where_am_i.spawn(os.devnull, 30)
+        time.sleep(1)
+        call.cancel()
+        with pytest.raises(exception.InputCancellation):
+            call.get(timeout=30)
+        assert apps.square.remote(2) == 4  # the fabric goes on
+
+
+def test_for_each_and_spawn_map(fabric_env, tmp_path):
+    path = str(tmp_path / "lines")
+    with apps.app.run():
+        apps.append_line.for_each([path] * 3, ["a", "b", "c"])
+        assert sorted(open(path).read().split()) == ["a", "b", "c"]
+        apps.append_line.spawn_map([path] * 2, ["d", "e"])
+        deadline = time.time() + 30
+        while len(open(path).read().split()) < 5:
+            assert time.time() < deadline
+            time.sleep(0.1)
