@@ -106,7 +106,7 @@ class AppListRequest(_message.Message):
     def __init__(self, include_stopped: _Optional[bool] = ...) -> None: ...
 
 class AppInfo(_message.Message):
-    __slots__ = ("app_id", "name", "kind", "state", "created_at", "stopped_at", "function_names", "running_containers")
+    __slots__ = ("app_id", "name", "kind", "state", "created_at", "stopped_at", "function_names", "running_containers", "version")
     APP_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -115,6 +115,7 @@ class AppInfo(_message.Message):
     STOPPED_AT_FIELD_NUMBER: _ClassVar[int]
     FUNCTION_NAMES_FIELD_NUMBER: _ClassVar[int]
     RUNNING_CONTAINERS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     app_id: str
     name: str
     kind: AppKind
@@ -123,7 +124,8 @@ class AppInfo(_message.Message):
     stopped_at: float
     function_names: _containers.RepeatedScalarFieldContainer[str]
     running_containers: int
-    def __init__(self, app_id: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[AppKind, str]] = ..., state: _Optional[_Union[AppState, str]] = ..., created_at: _Optional[float] = ..., stopped_at: _Optional[float] = ..., function_names: _Optional[_Iterable[str]] = ..., running_containers: _Optional[int] = ...) -> None: ...
+    version: int
+    def __init__(self, app_id: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[AppKind, str]] = ..., state: _Optional[_Union[AppState, str]] = ..., created_at: _Optional[float] = ..., stopped_at: _Optional[float] = ..., function_names: _Optional[_Iterable[str]] = ..., running_containers: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
 
 class AppListResponse(_message.Message):
     __slots__ = ("apps",)
@@ -188,6 +190,24 @@ class FunctionLookupResponse(_message.Message):
     app_id: str
     container_python_version: str
     def __init__(self, function_id: _Optional[str] = ..., spec: _Optional[_Union[_common_pb2.FunctionSpec, _Mapping]] = ..., app_id: _Optional[str] = ..., container_python_version: _Optional[str] = ...) -> None: ...
+
+class FunctionBindParamsRequest(_message.Message):
+    __slots__ = ("function_id", "pickled_params", "options", "has_options")
+    FUNCTION_ID_FIELD_NUMBER: _ClassVar[int]
+    PICKLED_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    HAS_OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    function_id: str
+    pickled_params: bytes
+    options: _common_pb2.FunctionSpec
+    has_options: bool
+    def __init__(self, function_id: _Optional[str] = ..., pickled_params: _Optional[bytes] = ..., options: _Optional[_Union[_common_pb2.FunctionSpec, _Mapping]] = ..., has_options: _Optional[bool] = ...) -> None: ...
+
+class FunctionBindParamsResponse(_message.Message):
+    __slots__ = ("function_id",)
+    FUNCTION_ID_FIELD_NUMBER: _ClassVar[int]
+    function_id: str
+    def __init__(self, function_id: _Optional[str] = ...) -> None: ...
 
 class FunctionMapRequest(_message.Message):
     __slots__ = ("function_id", "kind", "inputs", "closed")

@@ -74,6 +74,11 @@ class FabricClientStub:
                 request_serializer=gpu__fabric_dot_proto_dot_client__pb2.FunctionLookupRequest.SerializeToString,
                 response_deserializer=gpu__fabric_dot_proto_dot_client__pb2.FunctionLookupResponse.FromString,
                 _registered_method=True)
+        self.FunctionBindParams = channel.unary_unary(
+                '/gpu_fabric.v1.FabricClient/FunctionBindParams',
+                request_serializer=gpu__fabric_dot_proto_dot_client__pb2.FunctionBindParamsRequest.SerializeToString,
+                response_deserializer=gpu__fabric_dot_proto_dot_client__pb2.FunctionBindParamsResponse.FromString,
+                _registered_method=True)
         self.FunctionMap = channel.unary_unary(
                 '/gpu_fabric.v1.FabricClient/FunctionMap',
                 request_serializer=gpu__fabric_dot_proto_dot_client__pb2.FunctionMapRequest.SerializeToString,
@@ -173,6 +178,14 @@ class FabricClientServicer:
 
     def FunctionLookup(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FunctionBindParams(self, request, context):
+        """A class's function bound to one set of constructor parameters: a function of its own (same
+        spec and code, its own containers). Binding the same parameters again returns the same id.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -281,6 +294,11 @@ def add_FabricClientServicer_to_server(servicer, server):
                     servicer.FunctionLookup,
                     request_deserializer=gpu__fabric_dot_proto_dot_client__pb2.FunctionLookupRequest.FromString,
                     response_serializer=gpu__fabric_dot_proto_dot_client__pb2.FunctionLookupResponse.SerializeToString,
+            ),
+            'FunctionBindParams': grpc.unary_unary_rpc_method_handler(
+                    servicer.FunctionBindParams,
+                    request_deserializer=gpu__fabric_dot_proto_dot_client__pb2.FunctionBindParamsRequest.FromString,
+                    response_serializer=gpu__fabric_dot_proto_dot_client__pb2.FunctionBindParamsResponse.SerializeToString,
             ),
             'FunctionMap': grpc.unary_unary_rpc_method_handler(
                     servicer.FunctionMap,
@@ -544,6 +562,33 @@ class FabricClient:
             '/gpu_fabric.v1.FabricClient/FunctionLookup',
             gpu__fabric_dot_proto_dot_client__pb2.FunctionLookupRequest.SerializeToString,
             gpu__fabric_dot_proto_dot_client__pb2.FunctionLookupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FunctionBindParams(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpu_fabric.v1.FabricClient/FunctionBindParams',
+            gpu__fabric_dot_proto_dot_client__pb2.FunctionBindParamsRequest.SerializeToString,
+            gpu__fabric_dot_proto_dot_client__pb2.FunctionBindParamsResponse.FromString,
             options,
             channel_credentials,
             insecure,
