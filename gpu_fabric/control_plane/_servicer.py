@@ -4,13 +4,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-import socket
 import time
 import uuid
 
 import grpc
 
-from gpu_fabric.proto import client_pb2, client_pb2_grpc, common_pb2, worker_pb2, worker_pb2_grpc
+from gpu_fabric.proto import client_pb2, client_pb2_grpc, worker_pb2, worker_pb2_grpc
 
 from ._engine import Engine, FabricError
 

@@ -5,7 +5,7 @@ import abc
 import sqlite3
 import time
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterator
 
 
 @dataclass

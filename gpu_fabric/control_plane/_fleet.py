@@ -1,0 +1,237 @@
+"""Workers and containers: registration, loss, placement, autoscaling and the periodic tick."""
+from __future__ import annotations
+
+import logging
+
+from gpu_fabric.proto import client_pb2, common_pb2, worker_pb2
+
+from . import _scheduler as sched
+from ._outcomes import FabricError, one_line as _one_line, result as _result
+from ._records import ContainerRec, FunctionRec, WorkerRec, new_id
+
+log = logging.getLogger("gpu_fabric.control_plane")
+
+S = common_pb2
+MAX_LOST = 5  # a lost input is retried for free this many times, then it fails
+START_FAILURES_TO_GIVE_UP = 3
+TIMEOUT_GRACE_S = 10.0
+
+
+class Fleet:
+    """The part of the Engine that manages workers and containers (a mixin: it uses the
+    Engine's queues and output methods)."""
+
+    # ------------------------------------------------------------- workers
+    def register_worker(self, req) -> WorkerRec:
+        resources = req.resources
+        if resources.cpu <= 0 or resources.memory_mb <= 0:
+            raise FabricError("INVALID_ARGUMENT", "a worker must report its CPUs and memory")
+        worker_id = req.worker_id or new_id("wk")
+        old = self.workers.get(worker_id)
+        if old is not None:
+            old.last_heartbeat = self.clock()
+            old.info = req
+            unknown = [c for c in req.running_container_ids if c not in self.containers]
+        else:
+            capacity = sched.WorkerCapacity(
+                worker_id, resources.cpu, resources.memory_mb,
+                [sched.GpuSlot(g.index, g.type) for g in resources.gpus],
+            )
+            old = WorkerRec(worker_id, capacity, req, self.clock())
+            self.workers[worker_id] = old
+            unknown = list(req.running_container_ids)
+        for cid in unknown:  # containers from before a restart: they drain and exit by themselves
+            old.assignments.put_nowait(worker_pb2.WorkerAssignment(stop_container_id=cid, stop_grace_s=30))
+        log.info("worker %s registered (%s CPU, %s MiB, %d GPUs)", worker_id, resources.cpu, resources.memory_mb, len(resources.gpus))
+        for fn in self.functions.values():
+            if fn.queue:
+                self.autoscale(fn)
+        return old
+
+    def worker(self, worker_id: str) -> WorkerRec:
+        worker = self.workers.get(worker_id)
+        if worker is None:
+            raise FabricError("NOT_FOUND", f"worker {worker_id!r} is not registered; register again")
+        return worker
+
+    def lose_worker(self, worker: WorkerRec, reason: str) -> None:
+        """The worker is gone: its inputs go back to the queue without spending retries."""
+        log.warning("worker %s lost: %s", worker.worker_id, reason)
+        self.workers.pop(worker.worker_id, None)
+        for cid in list(worker.containers):
+            container = self.containers.get(cid)
+            if container is None:
+                continue
+            fn = self.functions[container.function_id]
+            self.system_log(fn.app_id, f"{fn.name}: worker {worker.worker_id} lost ({reason}); re-queuing its inputs", fn.name)
+            self._drop_container(container, running_input_id="", failure=None)
+        self.flush()
+
+    def preemption_notice(self, worker: WorkerRec, deadline_s: float, reason: str) -> None:
+        worker.capacity.accepting = False
+        log.warning("worker %s will be preempted in %.0fs: %s", worker.worker_id, deadline_s, reason)
+
+    # ----------------------------------------------------------- containers
+    def autoscale(self, fn: FunctionRec) -> None:
+        """Start containers for `fn` when its demand is above what it has."""
+        app = self.apps.get(fn.app_id)
+        if app is None or app.state == client_pb2.APP_STATE_STOPPED:
+            return
+        live = [self.containers[c] for c in fn.containers if not self.containers[c].shutdown]
+        queued = sum(1 for i in fn.queue if (r := self.inputs.get(i)) is not None and not r.container_id) if len(fn.queue) < 64 else len(fn.queue)
+        running = sum(len(c.held) for c in live)
+        desired = sched.desired_containers(fn.spec, queued=queued, running=running, avg_duration_s=fn.avg_duration_s)
+        idle_ready = sum(1 for c in live if c.ready and not c.held)
+        starting = sum(1 for c in live if not c.ready)
+        want = desired - len(live)
+        if queued and idle_ready == 0 and starting == 0 and want <= 0 and (not fn.spec.max_containers or len(live) < fn.spec.max_containers):
+            want = 1 if not live else 0
+        want = min(want, sched.MAX_PARALLEL_STARTS - starting)
+        for _ in range(max(0, want)):
+            if not self._start_container(fn):
+                break
+
+    def _start_container(self, fn: FunctionRec) -> bool:
+        workers = [w.capacity for w in self.workers.values()]
+        placement, reason = sched.place(fn.spec, workers)
+        if placement is None:
+            if not fn.unplaceable_since:
+                fn.unplaceable_since = self.clock()
+            ever = sched.could_ever_fit(fn.spec, workers)
+            fn.unplaceable_reason = reason if ever else (
+                f"no worker in this fabric can run {fn.name} ({reason.removeprefix('no worker has room for ')}); "
+                "start a worker that has it (gpufabric worker --url ... [--simulate-gpus TYPE:N])"
+            )
+            if fn.unplaceable_reason != fn.last_reason_logged and not ever:
+                fn.last_reason_logged = fn.unplaceable_reason
+                self.system_log(fn.app_id, fn.unplaceable_reason, fn.name)
+            return False
+        fn.unplaceable_since = 0.0
+        worker = self.workers[placement.worker_id]
+        sched.claim(worker.capacity, placement)
+        container = ContainerRec(new_id("ct"), worker.worker_id, fn.function_id, fn.app_id, placement, self.clock())
+        self.containers[container.container_id] = container
+        worker.containers.add(container.container_id)
+        fn.containers.add(container.container_id)
+        worker.assignments.put_nowait(
+            worker_pb2.WorkerAssignment(
+                start=worker_pb2.ContainerAssignment(
+                    container_id=container.container_id, function_id=fn.function_id, app_id=fn.app_id,
+                    gpu_indices=placement.gpu_indices, spec=fn.spec, container_token=self.token,
+                )
+            )
+        )
+        gpu = f" with {len(placement.gpu_indices)}x {placement.gpu_type}" if placement.gpu_indices else ""
+        log.info("starting container %s for %s on %s%s", container.container_id, fn.name, worker.worker_id, gpu)
+        return True
+
+    def container(self, container_id: str) -> ContainerRec | None:
+        return self.containers.get(container_id)
+
+    def _shutdown_container(self, container: ContainerRec) -> None:
+        container.shutdown = True
+        waiter = container.waiter
+        if waiter is not None and not waiter.done():
+            container.waiter = None
+            waiter.set_result([])
+
+    def _stop_container(self, container: ContainerRec) -> None:
+        if container.stop_requested:
+            return
+        container.stop_requested = True
+        container.shutdown = True
+        worker = self.workers.get(container.worker_id)
+        if worker is not None:
+            worker.assignments.put_nowait(worker_pb2.WorkerAssignment(stop_container_id=container.container_id, stop_grace_s=5))
+
+    def container_exited(self, worker_id: str, req) -> None:
+        container = self.containers.get(req.container_id)
+        if container is None:
+            return
+        fn = self.functions[container.function_id]
+        crashed = req.exit_code != 0 and not req.requested
+        if crashed or req.running_input_id in container.held:
+            tail = _one_line(req.stderr_tail[-600:]) if req.stderr_tail else ""
+            message = f"container {container.container_id} for {fn.name} exited with code {req.exit_code}" + (f": {tail}" if tail else "")
+            self.system_log(fn.app_id, message, fn.name)
+        else:
+            message = ""
+        if not container.ready and crashed:
+            fn.start_failures += 1
+        failure = _result(S.RESULT_STATUS_INTERNAL_FAILURE, message) if message else None
+        self._drop_container(container, running_input_id=req.running_input_id, failure=failure)
+        if fn.start_failures >= START_FAILURES_TO_GIVE_UP and fn.queue:
+            fn.start_failures = 0
+            self.init_failed(fn, _result(S.RESULT_STATUS_INIT_FAILURE, message or "containers keep exiting before they are ready"))
+        self.flush()
+        self.autoscale(fn)
+
+    def _drop_container(self, container: ContainerRec, *, running_input_id: str, failure) -> None:
+        """Forget a container; the input it was running fails an attempt, the rest are re-queued."""
+        self.containers.pop(container.container_id, None)
+        fn = self.functions[container.function_id]
+        fn.containers.discard(container.container_id)
+        worker = self.workers.get(container.worker_id)
+        if worker is not None:
+            worker.containers.discard(container.container_id)
+            sched.release(worker.capacity, container.placement)
+        if container.waiter is not None and not container.waiter.done():
+            container.waiter.set_result([])
+        for input_id in list(container.held):
+            rec = self.inputs.get(input_id)
+            if rec is None or rec.container_id != container.container_id:
+                continue
+            if input_id == running_input_id and failure is not None:
+                self._complete_attempt(rec, failure)
+                continue
+            rec.container_id = ""
+            rec.lost += 1
+            if rec.lost > MAX_LOST:
+                self._finish(rec, _result(S.RESULT_STATUS_INTERNAL_FAILURE, f"the input's container was lost {rec.lost} times"))
+                continue
+            self._pending_retried.append(rec)
+            fn.queue.appendleft(input_id)
+        container.held.clear()
+        self._dispatch(fn)
+
+    # ------------------------------------------------------------------ tick
+    def tick(self) -> None:
+        """Periodic work: lapsed heartbeats, timeouts, scale-down, unplaceable inputs, expiry."""
+        now = self.clock()
+        for worker in list(self.workers.values()):
+            if now - worker.last_heartbeat > self.heartbeat_timeout_s:
+                self.lose_worker(worker, f"no heartbeat for {now - worker.last_heartbeat:.0f}s")
+        for app in list(self.apps.values()):
+            if (app.kind == client_pb2.APP_KIND_EPHEMERAL and app.state == client_pb2.APP_STATE_RUNNING
+                    and now - app.last_heartbeat > self.app_heartbeat_timeout_s):
+                self.stop_app(app, "the app's client went away")
+        for container in list(self.containers.values()):
+            fn = self.functions[container.function_id]
+            timeout = (fn.spec.timeout_s or self.default_timeout_s) + TIMEOUT_GRACE_S
+            for input_id, claimed_at in list(container.held.items()):
+                if now - claimed_at > timeout:
+                    rec = self.inputs.get(input_id)
+                    if rec is not None:
+                        self._complete_attempt(rec, _result(S.RESULT_STATUS_TIMEOUT, f"input ran over its {timeout - TIMEOUT_GRACE_S:g}s timeout"))
+                    self._stop_container(container)
+        for fn in self.functions.values():
+            self._scale_down(fn, now)
+            if fn.queue and fn.unplaceable_since and now - fn.unplaceable_since > self.unplaceable_timeout_s:
+                if not sched.could_ever_fit(fn.spec, [w.capacity for w in self.workers.values()]):
+                    self.init_failed(fn, _result(S.RESULT_STATUS_INTERNAL_FAILURE, fn.unplaceable_reason))
+                    fn.unplaceable_since = 0.0
+            if fn.queue:
+                self.autoscale(fn)
+        self.flush()
+
+    def _scale_down(self, fn: FunctionRec, now: float) -> None:
+        window = fn.spec.scaledown_window_s or self.default_scaledown_window_s
+        live = [self.containers[c] for c in fn.containers if not self.containers[c].shutdown]
+        keep = fn.spec.min_containers + (fn.spec.buffer_containers if fn.queue or any(c.held for c in live) else 0)
+        idle = sorted((c for c in live if c.ready and not c.held and c.idle_since and now - c.idle_since >= window), key=lambda c: c.idle_since)
+        for container in idle:
+            if len(live) <= keep:
+                break
+            self._shutdown_container(container)
+            live.remove(container)
+
