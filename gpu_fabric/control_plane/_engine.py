@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import logging
 import time
 from typing import Callable
@@ -11,7 +12,7 @@ from gpu_fabric.proto import client_pb2, common_pb2, worker_pb2
 
 from ._fleet import Fleet
 from ._outcomes import FabricError, one_line as _one_line, result as _result
-from ._records import AppRec, CallRec, ContainerRec, FunctionRec, InputRec, WorkerRec, new_id
+from ._records import BOUND_SEPARATOR, AppRec, CallRec, ContainerRec, FunctionRec, InputRec, WorkerRec, new_id
 from ._store import StateStore, StoredApp, StoredCall, StoredFunction, StoredInput, StoredOutput
 
 log = logging.getLogger("gpu_fabric.control_plane")
@@ -71,13 +72,13 @@ class Engine(Fleet):
         """Rebuild live state from the store after a (re)start: unfinished inputs are queued again."""
         now = self.clock()
         for a in self.store.apps():
-            self.apps[a.app_id] = AppRec(a.app_id, a.name, a.kind, a.state, a.created_at, a.stopped_at, last_heartbeat=now)
+            self.apps[a.app_id] = AppRec(a.app_id, a.name, a.kind, a.state, a.created_at, a.stopped_at, last_heartbeat=now, version=a.version)
             self.apps[a.app_id].log_seq = self.store.max_log_seq(a.app_id)
         for f in self.store.functions():
             spec = S.FunctionSpec.FromString(f.spec)
             definition = S.FunctionDefinition.FromString(f.definition)
             self.functions[f.function_id] = FunctionRec(f.function_id, f.app_id, f.name, spec, definition)
-            if f.app_id in self.apps:
+            if f.app_id in self.apps and not self.functions[f.function_id].bound:
                 self.apps[f.app_id].function_ids[f.name] = f.function_id
         for c in self.store.calls():
             self.calls[c.call_id] = CallRec(c.call_id, c.function_id, c.kind, c.created_at, c.num_inputs, c.num_done, c.closed, c.cancelled)
@@ -107,13 +108,18 @@ class Engine(Fleet):
         now = self.clock()
         if kind == client_pb2.APP_KIND_DEPLOYED:
             existing = self.deployed_app(name)
-            if existing is not None:
+            if existing is not None:  # a redeploy: same app, next version
+                existing.version += 1
+                self._save_app(existing)
                 return existing
         state = client_pb2.APP_STATE_DEPLOYED if kind == client_pb2.APP_KIND_DEPLOYED else client_pb2.APP_STATE_RUNNING
         app = AppRec(new_id("ap"), name, kind, state, now, last_heartbeat=now)
         self.store.put_app(StoredApp(app.app_id, name, kind, state, now, 0.0))
         self.apps[app.app_id] = app
         return app
+
+    def _save_app(self, app: AppRec) -> None:
+        self.store.put_app(StoredApp(app.app_id, app.name, app.kind, app.state, app.created_at, app.stopped_at, app.version))
 
     def deployed_app(self, name: str) -> AppRec | None:
         for app in self.apps.values():
@@ -144,9 +150,8 @@ class Engine(Fleet):
             return
         app.state = client_pb2.APP_STATE_STOPPED
         app.stopped_at = self.clock()
-        self.store.put_app(StoredApp(app.app_id, app.name, app.kind, app.state, app.created_at, app.stopped_at))
-        for fid in app.function_ids.values():
-            fn = self.functions[fid]
+        self._save_app(app)
+        for fn in [f for f in self.functions.values() if f.app_id == app.app_id]:
             for input_id in list(fn.queue):
                 rec = self.inputs.get(input_id)
                 if rec is not None and not rec.container_id:
@@ -178,6 +183,37 @@ class Engine(Fleet):
             self.functions[fn.function_id] = fn
             app.function_ids[spec.name] = fn.function_id
         self.store.put_function(StoredFunction(fn.function_id, app_id, spec.name, spec.SerializeToString(), definition.SerializeToString()))
+        self.autoscale(fn)
+        return fn
+
+    def bind_params(self, function_id: str, pickled_params: bytes, options, has_options: bool) -> FunctionRec:
+        """A class bound to constructor parameters (and Cls.with_options overrides): a function of
+        its own with its own containers; the same parameters and options give the same one."""
+        parent = self.function(function_id)
+        if not parent.spec.cls_name:
+            raise FabricError("INVALID_ARGUMENT", f"{parent.name} is not a class; only @app.cls classes take parameters")
+        if parent.bound:
+            raise FabricError("INVALID_ARGUMENT", "bind parameters on the class itself, not on an already bound one")
+        if len(pickled_params) > MAX_PARAMS_BYTES:
+            raise FabricError("INVALID_ARGUMENT", f"class parameters are {len(pickled_params):,} bytes, over {MAX_PARAMS_BYTES:,}; pass large data through a Volume")
+        spec = S.FunctionSpec()
+        spec.CopyFrom(parent.spec)
+        if has_options:
+            _apply_options(spec, options)
+        _validate_spec(spec)
+        definition = S.FunctionDefinition()
+        definition.CopyFrom(parent.definition)
+        definition.pickled_cls_params = pickled_params
+        digest = hashlib.sha256(
+            definition.SerializeToString(deterministic=True) + spec.SerializeToString(deterministic=True)
+        ).hexdigest()[:16]
+        name = f"{parent.name}{BOUND_SEPARATOR}{digest}"
+        for fn in self.functions.values():
+            if fn.app_id == parent.app_id and fn.name == name:
+                return fn
+        fn = FunctionRec(new_id("fu"), parent.app_id, name, spec, definition)
+        self.functions[fn.function_id] = fn
+        self.store.put_function(StoredFunction(fn.function_id, fn.app_id, name, spec.SerializeToString(), definition.SerializeToString()))
         self.autoscale(fn)
         return fn
 
@@ -245,6 +281,7 @@ class Engine(Fleet):
             call.pending.add(r.input_id)
             fn.queue.append(r.input_id)
         self._dispatch(fn)
+        fn.input_notifier.notify()
         self.autoscale(fn)
         call.notifier.notify()
         return [r.input_id for r in recs]
@@ -518,6 +555,28 @@ class Engine(Fleet):
             if call.created_at < cutoff and not call.pending:
                 del self.calls[call.call_id]
         self.store.expire(cutoff)
+
+
+MAX_PARAMS_BYTES = 1024 * 1024
+
+
+def _apply_options(spec, options) -> None:
+    """Fields set in `options` replace the spec's (lists replace, they do not extend)."""
+    for field, value in options.ListFields():
+        if field.name == "name":
+            continue
+        if field.is_repeated:
+            target = getattr(spec, field.name)
+            if field.message_type is not None and field.message_type.GetOptions().map_entry:
+                target.clear()
+                target.update(value)
+            else:
+                del target[:]
+                target.extend(value)
+        elif field.message_type is not None:
+            getattr(spec, field.name).CopyFrom(value)
+        else:
+            setattr(spec, field.name, value)
 
 
 def _validate_spec(spec) -> None:

@@ -15,6 +15,7 @@ S = common_pb2
 MAX_LOST = 5  # a lost input is retried for free this many times, then it fails
 START_FAILURES_TO_GIVE_UP = 3
 TIMEOUT_GRACE_S = 10.0
+DEFAULT_STARTUP_TIMEOUT_S = 300.0
 
 
 class Fleet:
@@ -207,6 +208,11 @@ class Fleet:
                 self.stop_app(app, "the app's client went away")
         for container in list(self.containers.values()):
             fn = self.functions[container.function_id]
+            startup = fn.spec.startup_timeout_s or DEFAULT_STARTUP_TIMEOUT_S
+            if not container.ready and not container.stop_requested and now - container.started_at > startup:
+                self.system_log(fn.app_id, f"{fn.name}: container {container.container_id} did not start within {startup:g}s (startup_timeout); stopping it", fn.name)
+                fn.start_failures += 1
+                self._stop_container(container)
             timeout = (fn.spec.timeout_s or self.default_timeout_s) + TIMEOUT_GRACE_S
             for input_id, claimed_at in list(container.held.items()):
                 if now - claimed_at > timeout:

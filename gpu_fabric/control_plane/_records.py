@@ -63,6 +63,7 @@ class AppRec:
     log_seq: int = 0
     logs: collections.deque = field(default_factory=lambda: collections.deque(maxlen=5000))
     log_notifier: Notifier = field(default_factory=Notifier)
+    version: int = 1
 
 
 @dataclass
@@ -79,6 +80,16 @@ class FunctionRec:
     unplaceable_since: float = 0.0
     unplaceable_reason: str = ""
     last_reason_logged: str = ""
+    # Wakes exchanges of @batched functions that are filling a batch.
+    input_notifier: Notifier = field(default_factory=Notifier)
+
+    @property
+    def bound(self) -> bool:
+        """True for a class bound to constructor parameters (see Engine.bind_params)."""
+        return BOUND_SEPARATOR in self.name
+
+
+BOUND_SEPARATOR = "::"
 
 
 @dataclass

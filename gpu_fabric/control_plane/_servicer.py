@@ -90,10 +90,11 @@ class ClientServicer(client_pb2_grpc.FabricClientServicer):
         for app in sorted(self.engine.apps.values(), key=lambda a: a.created_at):
             if app.state == client_pb2.APP_STATE_STOPPED and not request.include_stopped:
                 continue
-            running = sum(len(self.engine.functions[f].containers) for f in app.function_ids.values())
+            running = sum(len(f.containers) for f in self.engine.functions.values() if f.app_id == app.app_id)
             apps.append(client_pb2.AppInfo(
                 app_id=app.app_id, name=app.name, kind=app.kind, state=app.state, created_at=app.created_at,
                 stopped_at=app.stopped_at, function_names=sorted(app.function_ids), running_containers=running,
+                version=app.version,
             ))
         return client_pb2.AppListResponse(apps=apps)
 
@@ -124,6 +125,11 @@ class ClientServicer(client_pb2_grpc.FabricClientServicer):
         return client_pb2.FunctionLookupResponse(
             function_id=fn.function_id, spec=fn.spec, app_id=fn.app_id, container_python_version=self.engine.container_python(fn)
         )
+
+    @_status
+    async def FunctionBindParams(self, request, context):
+        fn = self.engine.bind_params(request.function_id, request.pickled_params, request.options, request.has_options)
+        return client_pb2.FunctionBindParamsResponse(function_id=fn.function_id)
 
     def _check_batch(self, inputs) -> None:
         if len(inputs) > MAX_INPUTS_PER_BATCH:
@@ -366,6 +372,8 @@ class ContainerServicer(worker_pb2_grpc.FabricContainerServicer):
                     return worker_pb2.ContainerExchangeResponse(shutdown=True)
                 cancelled += container.cancelled
                 container.cancelled = []
+        if taken and fn.spec.batch_max_size and len(taken) < request.max_inputs:
+            taken += await self._fill_batch(fn, container, request.max_inputs - len(taken))
         if taken:
             container.idle_since = 0.0
         if request.max_inputs > 0 and fn.queue:
@@ -374,6 +382,18 @@ class ContainerServicer(worker_pb2_grpc.FabricContainerServicer):
             inputs=[engine.to_container_input(rec, fn) for rec in taken],
             shutdown=container.shutdown, cancelled_input_ids=cancelled,
         )
+
+    async def _fill_batch(self, fn, container, room: int) -> list:
+        """@batched: wait up to batch_wait_ms for more inputs to join the batch."""
+        deadline = time.monotonic() + fn.spec.batch_wait_ms / 1000.0
+        extra = []
+        while len(extra) < room and not container.shutdown:
+            extra += self.engine._take(fn, container, room - len(extra))
+            remaining = deadline - time.monotonic()
+            if len(extra) >= room or remaining <= 0:
+                break
+            await fn.input_notifier.wait(remaining)
+        return extra
 
     async def _wait_for_inputs(self, container, max_inputs: int, timeout: float):
         loop = asyncio.get_running_loop()

@@ -54,6 +54,7 @@ class StoredApp:
     state: int
     created_at: float
     stopped_at: float
+    version: int = 1
 
 
 @dataclass
@@ -144,6 +145,7 @@ CREATE TABLE IF NOT EXISTS logs (
 # Schema changes after the first release, applied in order; PRAGMA user_version counts them.
 _MIGRATIONS = [
     "ALTER TABLE calls ADD COLUMN next_seq INTEGER NOT NULL DEFAULT 1",
+    "ALTER TABLE apps ADD COLUMN version INTEGER NOT NULL DEFAULT 1",
 ]
 
 
@@ -177,8 +179,8 @@ class SQLiteStore(StateStore):
     def put_app(self, app: StoredApp) -> None:
         with self._tx():
             self._db.execute(
-                "INSERT OR REPLACE INTO apps VALUES (?,?,?,?,?,?)",
-                (app.app_id, app.name, app.kind, app.state, app.created_at, app.stopped_at),
+                "INSERT OR REPLACE INTO apps VALUES (?,?,?,?,?,?,?)",
+                (app.app_id, app.name, app.kind, app.state, app.created_at, app.stopped_at, app.version),
             )
 
     def apps(self) -> list[StoredApp]:

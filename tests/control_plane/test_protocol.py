@@ -283,3 +283,44 @@ def test_a_second_control_plane_on_the_same_data_dir_is_refused(tmp_path):
     finally:
         plane.stop()
     RunningPlane(str(tmp_path / "f")).stop()  # free again once the first stopped
+
+
+def test_binding_class_parameters_gives_a_function_per_parameter_set(plane):
+    _register_worker(plane)
+    app_id, cls_id = _app_and_function(plane, name="Model", cls_name="Model", method_names=["run"])
+    bind = lambda params, **kw: plane.client.FunctionBindParams(
+        client_pb2.FunctionBindParamsRequest(function_id=cls_id, pickled_params=params, **kw), metadata=plane.md).function_id
+    a1, a2, b = bind(b"a"), bind(b"a"), bind(b"b")
+    assert a1 == a2 and a1 != b and cls_id not in (a1, b)
+    with_gpu = bind(b"a", options=common_pb2.FunctionSpec(gpus=[common_pb2.GpuRequest(type="H100", count=1)]), has_options=True)
+    assert with_gpu != a1
+    # A bound function is not an app function of its own name.
+    listing = plane.client.AppList(client_pb2.AppListRequest(), metadata=plane.md)
+    assert [a.function_names for a in listing.apps if a.app_id == app_id] == [["Model"]]
+    _, plain = _app_and_function(plane, name="plain")
+    with pytest.raises(grpc.RpcError) as err:
+        plane.client.FunctionBindParams(client_pb2.FunctionBindParamsRequest(function_id=plain, pickled_params=b"a"), metadata=plane.md)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_batched_functions_get_their_batch_filled_within_the_wait(plane):
+    wid = _register_worker(plane)
+    _, fid = _app_and_function(plane, batch_max_size=4, batch_wait_ms=1000)
+    call = plane.client.FunctionMap(client_pb2.FunctionMapRequest(function_id=fid, kind=client_pb2.CALL_KIND_MAP, inputs=[_input(1)]), metadata=plane.md)
+    cid = _next_assignment(plane, wid).start.container_id
+    got = {}
+    t = threading.Thread(target=lambda: got.update(resp=plane.container.ContainerExchange(
+        worker_pb2.ContainerExchangeRequest(container_id=cid, max_inputs=4, timeout_s=5, ready=True), metadata=plane.md)))
+    t.start()
+    time.sleep(0.2)
+    plane.client.FunctionPutInputs(client_pb2.FunctionPutInputsRequest(call_id=call.call_id, inputs=[_input(2), _input(3), _input(4)], closed=True), metadata=plane.md)
+    t.join(10)
+    assert [i.idx for i in got["resp"].inputs] == [0, 1, 2, 3]
+
+
+def test_redeploy_counts_versions(plane):
+    make = lambda: plane.client.AppCreate(client_pb2.AppCreateRequest(name="svc", kind=client_pb2.APP_KIND_DEPLOYED), metadata=plane.md).app_id
+    first, second = make(), make()
+    assert first == second
+    (app,) = [a for a in plane.client.AppList(client_pb2.AppListRequest(), metadata=plane.md).apps if a.app_id == first]
+    assert app.version == 2
