@@ -10,6 +10,7 @@ from typing import Callable
 
 from gpu_fabric.proto import client_pb2, common_pb2, worker_pb2
 
+from ._cron import NO_ARGS, ScheduleRunRecord, due_tick, has_schedule, validate_schedule
 from ._fleet import Fleet
 from ._outcomes import FabricError, one_line as _one_line, result as _result
 from ._records import BOUND_SEPARATOR, AppRec, CallRec, ContainerRec, FunctionRec, InputRec, WorkerRec, new_id
@@ -65,6 +66,11 @@ class Engine(Fleet):
         self._pending_logs: list[tuple[str, int, bytes]] = []
         self._durable_waiters: list[asyncio.Future] = []
         self._flush_scheduled = False
+        # Schedules: function_id -> (anchor, last tick started); runs in flight by call id.
+        self.schedule_positions: dict[str, tuple[float, float]] = {}
+        self._schedule_runs: dict[str, ScheduleRunRecord] = {}
+        self._pending_schedules: dict[str, tuple[float, float]] = {}
+        self._pending_schedule_runs: list[ScheduleRunRecord] = []
         self._read_calls: collections.deque = collections.deque()
 
     # ------------------------------------------------------------------ load
@@ -91,6 +97,10 @@ class Engine(Fleet):
                 input_id=o.input_id, idx=o.idx, result=S.FunctionResult.FromString(o.result),
                 attempts=o.attempts, log_seq=o.log_seq, seq=o.seq,
             )
+        self.schedule_positions = {fid: (anchor, last) for fid, anchor, last in self.store.schedules()}
+        for run in self.store.schedule_runs(list(self.schedule_positions), 10_000):
+            if not run.finished_at:
+                self._schedule_runs[run.call_id] = run
         for i in self.store.pending_inputs():
             rec = InputRec(i.input_id, i.call_id, i.function_id, i.idx, S.FunctionInput.FromString(i.payload), i.payload, i.attempts, i.lost)
             if i.function_id not in self.functions or i.call_id not in self.calls:
@@ -168,11 +178,15 @@ class Engine(Fleet):
         if app.state == client_pb2.APP_STATE_STOPPED:
             raise FabricError("FAILED_PRECONDITION", f"app {app.name!r} is stopped; start a new run")
         _validate_spec(spec)
+        if has_schedule(spec):
+            validate_schedule(spec.schedule)
         if definition.kind == S.FunctionDefinition.KIND_UNSPECIFIED:
             raise FabricError("INVALID_ARGUMENT", "function definition has no kind")
         existing = app.function_ids.get(spec.name)
+        schedule_changed = False
         if existing is not None:
             fn = self.functions[existing]
+            schedule_changed = fn.spec.schedule != spec.schedule
             changed = fn.spec != spec or fn.definition != definition
             fn.spec, fn.definition = spec, definition
             if changed:  # a redeploy: containers running the old code finish and go
@@ -183,6 +197,10 @@ class Engine(Fleet):
             self.functions[fn.function_id] = fn
             app.function_ids[spec.name] = fn.function_id
         self.store.put_function(StoredFunction(fn.function_id, app_id, spec.name, spec.SerializeToString(), definition.SerializeToString()))
+        if app.kind == client_pb2.APP_KIND_DEPLOYED and has_schedule(spec):
+            anchor, last = self.schedule_positions.get(fn.function_id, (0.0, 0.0))
+            if not anchor or schedule_changed:
+                self._set_schedule_position(fn.function_id, self.clock(), last)
         self.autoscale(fn)
         return fn
 
@@ -438,6 +456,10 @@ class Engine(Fleet):
         call.pending.discard(rec.input_id)
         call.num_done += 1
         self._emit(rec, result, final=True)
+        run = self._schedule_runs.pop(call.call_id, None) if call.kind == client_pb2.CALL_KIND_SCHEDULED else None
+        if run is not None:
+            run.finished_at, run.status, run.error = self.clock(), result.status, _one_line(result.exception)
+            self._pending_schedule_runs.append(run)
 
     def _emit(self, rec: InputRec, result, *, final: bool) -> None:
         call = self.calls[rec.call_id]
@@ -477,18 +499,23 @@ class Engine(Fleet):
         self._flush_scheduled = False
         waiters, self._durable_waiters = self._durable_waiters, []
         try:
-            if self._pending_outputs or self._pending_calls or self._pending_retried or self._pending_inputs or self._pending_logs:
+            if (self._pending_outputs or self._pending_calls or self._pending_retried or self._pending_inputs
+                    or self._pending_logs or self._pending_schedules or self._pending_schedule_runs):
                 inputs, self._pending_inputs = self._pending_inputs, []
                 outputs, self._pending_outputs = self._pending_outputs, []
                 calls, self._pending_calls = self._pending_calls, {}
                 retried, self._pending_retried = self._pending_retried, []
                 logs, self._pending_logs = self._pending_logs, []
+                positions, self._pending_schedules = self._pending_schedules, {}
+                runs, self._pending_schedule_runs = self._pending_schedule_runs, []
                 self.store.write_batch(
                     calls=[_stored_call(c) for c in calls.values()],
                     inputs=inputs,
                     outputs=outputs,
                     retried=[StoredInput(r.input_id, r.call_id, r.function_id, r.idx, b"", r.attempts, r.lost) for r in retried if r.input_id in self.inputs],
                     logs=logs,
+                    schedules=[(fid, anchor, last) for fid, (anchor, last) in positions.items()],
+                    schedule_runs=runs,
                 )
         except Exception as exc:
             log.exception("state store commit failed")
@@ -536,6 +563,39 @@ class Engine(Fleet):
             return [e for e in app.logs if e.seq > cursor][:limit]
         return [S.LogEntry.FromString(b) for _, b in self.store.logs(app.app_id, cursor, limit)]
 
+    # -------------------------------------------------------------- schedules
+    def _set_schedule_position(self, function_id: str, anchor: float, last_tick: float) -> None:
+        self.schedule_positions[function_id] = (anchor, last_tick)
+        self._pending_schedules[function_id] = (anchor, last_tick)
+        self.schedule_flush()
+
+    def run_schedules(self, now: float) -> None:
+        """Start the run that is due for each deployed scheduled function (see _cron for the policy)."""
+        for function_id, (anchor, last_tick) in list(self.schedule_positions.items()):
+            fn = self.functions.get(function_id)
+            if fn is None or not has_schedule(fn.spec):
+                continue
+            app = self.apps.get(fn.app_id)
+            if app is None or app.state != client_pb2.APP_STATE_DEPLOYED:
+                continue
+            tick = due_tick(fn.spec.schedule, last_tick, anchor, now)
+            if tick is None:
+                continue
+            call = self.create_call(function_id, client_pb2.CALL_KIND_SCHEDULED)
+            inp = S.FunctionInput(args=NO_ARGS, python_version=self.container_python(fn))
+            self.put_inputs(call, [inp], True, new_call=True)
+            run = ScheduleRunRecord(function_id, tick, call.call_id, now)
+            self._schedule_runs[call.call_id] = run
+            self._pending_schedule_runs.append(run)
+            # Committed with the run's input: a restart never starts this tick again.
+            self._set_schedule_position(function_id, anchor, tick)
+            self.system_log(fn.app_id, f"{fn.name}: scheduled run for {_iso(tick)} started ({call.call_id})", fn.name)
+
+    def schedule_history(self, app: AppRec, limit: int) -> list[tuple[str, ScheduleRunRecord]]:
+        self.flush()
+        names = {fid: fn.name for fid, fn in self.functions.items() if fn.app_id == app.app_id}
+        return [(names[r.function_id], r) for r in self.store.schedule_runs(list(names), limit)]
+
     def mark_read(self, call: CallRec) -> None:
         """Outputs handed over without a cursor (FunctionInvoke) expire soon after."""
         self._read_calls.append((self.clock(), call.call_id))
@@ -558,6 +618,10 @@ class Engine(Fleet):
 
 
 MAX_PARAMS_BYTES = 1024 * 1024
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
 
 
 def _apply_options(spec, options) -> None:

@@ -220,6 +220,7 @@ class Fleet:
                     if rec is not None:
                         self._complete_attempt(rec, _result(S.RESULT_STATUS_TIMEOUT, f"input ran over its {timeout - TIMEOUT_GRACE_S:g}s timeout"))
                     self._stop_container(container)
+        self.run_schedules(now)
         for fn in self.functions.values():
             self._scale_down(fn, now)
             if fn.queue and fn.unplaceable_since and now - fn.unplaceable_since > self.unplaceable_timeout_s:

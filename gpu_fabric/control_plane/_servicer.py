@@ -115,6 +115,18 @@ class ClientServicer(client_pb2_grpc.FabricClientServicer):
             await app.log_notifier.wait(15.0)
 
     @_status
+    async def AppScheduleHistory(self, request, context):
+        app = self.engine.find_app(request.app_id, request.app_name)
+        runs = [
+            client_pb2.ScheduleRun(
+                function_name=name, tick=r.tick, call_id=r.call_id, started_at=r.started_at,
+                finished_at=r.finished_at, status=r.status, error=r.error,
+            )
+            for name, r in self.engine.schedule_history(app, request.limit or 100)
+        ]
+        return client_pb2.AppScheduleHistoryResponse(runs=runs)
+
+    @_status
     async def FunctionCreate(self, request, context):
         fn = self.engine.create_function(request.app_id, request.spec, request.definition)
         return client_pb2.FunctionCreateResponse(function_id=fn.function_id, container_python_version=self.engine.container_python(fn))

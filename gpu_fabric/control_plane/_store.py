@@ -88,9 +88,16 @@ class StateStore(abc.ABC):
     def pending_inputs(self) -> Iterator[StoredInput]: ...
 
     @abc.abstractmethod
-    def write_batch(self, *, calls=(), inputs=(), outputs=(), retried=(), logs=()) -> None:
+    def write_batch(self, *, calls=(), inputs=(), outputs=(), retried=(), logs=(), schedules=(), schedule_runs=()) -> None:
         """One transaction: calls (new or updated), new inputs, outputs (their inputs are done and
-        deleted), retry counters of inputs, and app log entries as (app_id, seq, entry)."""
+        deleted), retry counters of inputs, app log entries as (app_id, seq, entry), schedule
+        positions as (function_id, anchor, last_tick) and schedule runs (ScheduleRunRecord)."""
+
+    @abc.abstractmethod
+    def schedules(self) -> list[tuple[str, float, float]]: ...
+
+    @abc.abstractmethod
+    def schedule_runs(self, function_ids: list[str], limit: int) -> list: ...
 
     @abc.abstractmethod
     def outputs(self) -> Iterator[StoredOutput]: ...
@@ -137,6 +144,11 @@ CREATE TABLE IF NOT EXISTS outputs (
     call_id TEXT NOT NULL, seq INTEGER NOT NULL, input_id TEXT NOT NULL, idx INTEGER NOT NULL,
     result BLOB NOT NULL, attempts INTEGER NOT NULL, log_seq INTEGER NOT NULL, created_at REAL NOT NULL,
     PRIMARY KEY (call_id, seq));
+CREATE TABLE IF NOT EXISTS schedules (
+    function_id TEXT PRIMARY KEY, anchor REAL NOT NULL, last_tick REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS schedule_runs (
+    function_id TEXT NOT NULL, tick REAL NOT NULL, call_id TEXT NOT NULL, started_at REAL NOT NULL,
+    finished_at REAL NOT NULL, status INTEGER NOT NULL, error TEXT NOT NULL, PRIMARY KEY (function_id, tick));
 CREATE TABLE IF NOT EXISTS logs (
     app_id TEXT NOT NULL, seq INTEGER NOT NULL, entry BLOB NOT NULL, PRIMARY KEY (app_id, seq));
 """
@@ -213,8 +225,15 @@ class SQLiteStore(StateStore):
         for row in self._db.execute("SELECT * FROM inputs ORDER BY rowid"):
             yield StoredInput(*row)
 
-    def write_batch(self, *, calls=(), inputs=(), outputs=(), retried=(), logs=()) -> None:
+    def write_batch(self, *, calls=(), inputs=(), outputs=(), retried=(), logs=(), schedules=(), schedule_runs=()) -> None:
         with self._tx():
+            if schedules:
+                self._db.executemany("INSERT OR REPLACE INTO schedules VALUES (?,?,?)", schedules)
+            if schedule_runs:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO schedule_runs VALUES (?,?,?,?,?,?,?)",
+                    [(r.function_id, r.tick, r.call_id, r.started_at, r.finished_at, r.status, r.error) for r in schedule_runs],
+                )
             for call in calls:
                 self._write_call(call)
             if inputs:
@@ -235,6 +254,18 @@ class SQLiteStore(StateStore):
                 )
             if logs:
                 self._db.executemany("INSERT OR REPLACE INTO logs VALUES (?,?,?)", logs)
+
+    def schedules(self) -> list[tuple[str, float, float]]:
+        return list(self._db.execute("SELECT function_id, anchor, last_tick FROM schedules"))
+
+    def schedule_runs(self, function_ids: list[str], limit: int) -> list:
+        from ._cron import ScheduleRunRecord
+
+        marks = ",".join("?" * len(function_ids)) or "''"
+        rows = self._db.execute(
+            f"SELECT * FROM schedule_runs WHERE function_id IN ({marks}) ORDER BY tick DESC LIMIT ?", (*function_ids, limit)
+        )
+        return [ScheduleRunRecord(*row) for row in rows]
 
     def outputs(self) -> Iterator[StoredOutput]:
         for row in self._db.execute("SELECT * FROM outputs ORDER BY call_id, seq"):

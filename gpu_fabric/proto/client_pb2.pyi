@@ -27,6 +27,7 @@ class CallKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CALL_KIND_REMOTE: _ClassVar[CallKind]
     CALL_KIND_MAP: _ClassVar[CallKind]
     CALL_KIND_SPAWN: _ClassVar[CallKind]
+    CALL_KIND_SCHEDULED: _ClassVar[CallKind]
 APP_KIND_UNSPECIFIED: AppKind
 APP_KIND_EPHEMERAL: AppKind
 APP_KIND_DEPLOYED: AppKind
@@ -38,6 +39,7 @@ CALL_KIND_UNSPECIFIED: CallKind
 CALL_KIND_REMOTE: CallKind
 CALL_KIND_MAP: CallKind
 CALL_KIND_SPAWN: CallKind
+CALL_KIND_SCHEDULED: CallKind
 
 class Empty(_message.Message):
     __slots__ = ()
@@ -152,6 +154,40 @@ class LogBatch(_message.Message):
     entries: _containers.RepeatedCompositeFieldContainer[_common_pb2.LogEntry]
     app_done: bool
     def __init__(self, entries: _Optional[_Iterable[_Union[_common_pb2.LogEntry, _Mapping]]] = ..., app_done: _Optional[bool] = ...) -> None: ...
+
+class AppScheduleHistoryRequest(_message.Message):
+    __slots__ = ("app_id", "app_name", "limit")
+    APP_ID_FIELD_NUMBER: _ClassVar[int]
+    APP_NAME_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    app_id: str
+    app_name: str
+    limit: int
+    def __init__(self, app_id: _Optional[str] = ..., app_name: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ScheduleRun(_message.Message):
+    __slots__ = ("function_name", "tick", "call_id", "started_at", "finished_at", "status", "error")
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    TICK_FIELD_NUMBER: _ClassVar[int]
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    tick: float
+    call_id: str
+    started_at: float
+    finished_at: float
+    status: _common_pb2.ResultStatus
+    error: str
+    def __init__(self, function_name: _Optional[str] = ..., tick: _Optional[float] = ..., call_id: _Optional[str] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., status: _Optional[_Union[_common_pb2.ResultStatus, str]] = ..., error: _Optional[str] = ...) -> None: ...
+
+class AppScheduleHistoryResponse(_message.Message):
+    __slots__ = ("runs",)
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    runs: _containers.RepeatedCompositeFieldContainer[ScheduleRun]
+    def __init__(self, runs: _Optional[_Iterable[_Union[ScheduleRun, _Mapping]]] = ...) -> None: ...
 
 class FunctionCreateRequest(_message.Message):
     __slots__ = ("app_id", "spec", "definition")

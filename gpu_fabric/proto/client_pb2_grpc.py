@@ -64,6 +64,11 @@ class FabricClientStub:
                 request_serializer=gpu__fabric_dot_proto_dot_client__pb2.AppGetLogsRequest.SerializeToString,
                 response_deserializer=gpu__fabric_dot_proto_dot_client__pb2.LogBatch.FromString,
                 _registered_method=True)
+        self.AppScheduleHistory = channel.unary_unary(
+                '/gpu_fabric.v1.FabricClient/AppScheduleHistory',
+                request_serializer=gpu__fabric_dot_proto_dot_client__pb2.AppScheduleHistoryRequest.SerializeToString,
+                response_deserializer=gpu__fabric_dot_proto_dot_client__pb2.AppScheduleHistoryResponse.FromString,
+                _registered_method=True)
         self.FunctionCreate = channel.unary_unary(
                 '/gpu_fabric.v1.FabricClient/FunctionCreate',
                 request_serializer=gpu__fabric_dot_proto_dot_client__pb2.FunctionCreateRequest.SerializeToString,
@@ -164,6 +169,13 @@ class FabricClientServicer:
     def AppGetLogs(self, request, context):
         """Streams the app's log entries from `cursor` on; with follow=true keeps streaming until the app
         stops or the client cancels.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AppScheduleHistory(self, request, context):
+        """Runs started by the app's schedules (Cron/Period), newest first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -284,6 +296,11 @@ def add_FabricClientServicer_to_server(servicer, server):
                     servicer.AppGetLogs,
                     request_deserializer=gpu__fabric_dot_proto_dot_client__pb2.AppGetLogsRequest.FromString,
                     response_serializer=gpu__fabric_dot_proto_dot_client__pb2.LogBatch.SerializeToString,
+            ),
+            'AppScheduleHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.AppScheduleHistory,
+                    request_deserializer=gpu__fabric_dot_proto_dot_client__pb2.AppScheduleHistoryRequest.FromString,
+                    response_serializer=gpu__fabric_dot_proto_dot_client__pb2.AppScheduleHistoryResponse.SerializeToString,
             ),
             'FunctionCreate': grpc.unary_unary_rpc_method_handler(
                     servicer.FunctionCreate,
@@ -508,6 +525,33 @@ class FabricClient:
             '/gpu_fabric.v1.FabricClient/AppGetLogs',
             gpu__fabric_dot_proto_dot_client__pb2.AppGetLogsRequest.SerializeToString,
             gpu__fabric_dot_proto_dot_client__pb2.LogBatch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AppScheduleHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpu_fabric.v1.FabricClient/AppScheduleHistory',
+            gpu__fabric_dot_proto_dot_client__pb2.AppScheduleHistoryRequest.SerializeToString,
+            gpu__fabric_dot_proto_dot_client__pb2.AppScheduleHistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -149,8 +149,15 @@ class ContainerHelloRequest(_message.Message):
     def __init__(self, container_id: _Optional[str] = ..., python_version: _Optional[str] = ...) -> None: ...
 
 class ContainerHelloResponse(_message.Message):
-    __slots__ = ("function_id", "app_id", "spec", "definition", "app_function_ids")
+    __slots__ = ("function_id", "app_id", "spec", "definition", "app_function_ids", "secret_env")
     class AppFunctionIdsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class SecretEnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -162,12 +169,14 @@ class ContainerHelloResponse(_message.Message):
     SPEC_FIELD_NUMBER: _ClassVar[int]
     DEFINITION_FIELD_NUMBER: _ClassVar[int]
     APP_FUNCTION_IDS_FIELD_NUMBER: _ClassVar[int]
+    SECRET_ENV_FIELD_NUMBER: _ClassVar[int]
     function_id: str
     app_id: str
     spec: _common_pb2.FunctionSpec
     definition: _common_pb2.FunctionDefinition
     app_function_ids: _containers.ScalarMap[str, str]
-    def __init__(self, function_id: _Optional[str] = ..., app_id: _Optional[str] = ..., spec: _Optional[_Union[_common_pb2.FunctionSpec, _Mapping]] = ..., definition: _Optional[_Union[_common_pb2.FunctionDefinition, _Mapping]] = ..., app_function_ids: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    secret_env: _containers.ScalarMap[str, str]
+    def __init__(self, function_id: _Optional[str] = ..., app_id: _Optional[str] = ..., spec: _Optional[_Union[_common_pb2.FunctionSpec, _Mapping]] = ..., definition: _Optional[_Union[_common_pb2.FunctionDefinition, _Mapping]] = ..., app_function_ids: _Optional[_Mapping[str, str]] = ..., secret_env: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ContainerInput(_message.Message):
     __slots__ = ("input_id", "call_id", "input", "attempt", "timeout_s", "idx")
