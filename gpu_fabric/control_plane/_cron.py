@@ -10,8 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import pickle
+import time
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from gpu_fabric.proto import client_pb2, common_pb2
 
 from ._outcomes import FabricError
 
@@ -82,3 +85,43 @@ def due_tick(schedule, last_tick: float, anchor: float, now: float) -> float | N
         base = dt.datetime.fromtimestamp(now + 0.001, _zone(schedule.timezone))
         latest = croniter(schedule.cron, base).get_prev(dt.datetime).timestamp()
     return latest if latest > max(last_tick, anchor) else None
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
+
+
+class Schedules:
+    """The part of the Engine that starts scheduled runs (a mixin over the Engine's calls)."""
+
+    def _set_schedule_position(self, function_id: str, anchor: float, last_tick: float) -> None:
+        self.schedule_positions[function_id] = (anchor, last_tick)
+        self._pending_schedules[function_id] = (anchor, last_tick)
+        self.schedule_flush()
+
+    def run_schedules(self, now: float) -> None:
+        """Start the run that is due for each deployed scheduled function (see _cron for the policy)."""
+        for function_id, (anchor, last_tick) in list(self.schedule_positions.items()):
+            fn = self.functions.get(function_id)
+            if fn is None or not has_schedule(fn.spec):
+                continue
+            app = self.apps.get(fn.app_id)
+            if app is None or app.state != client_pb2.APP_STATE_DEPLOYED:
+                continue
+            tick = due_tick(fn.spec.schedule, last_tick, anchor, now)
+            if tick is None:
+                continue
+            call = self.create_call(function_id, client_pb2.CALL_KIND_SCHEDULED)
+            inp = common_pb2.FunctionInput(args=NO_ARGS, python_version=self.container_python(fn))
+            self.put_inputs(call, [inp], True, new_call=True)
+            run = ScheduleRunRecord(function_id, tick, call.call_id, now)
+            self._schedule_runs[call.call_id] = run
+            self._pending_schedule_runs.append(run)
+            # Committed with the run's input: a restart never starts this tick again.
+            self._set_schedule_position(function_id, anchor, tick)
+            self.system_log(fn.app_id, f"{fn.name}: scheduled run for {_iso(tick)} started ({call.call_id})", fn.name)
+
+    def schedule_history(self, app, limit: int) -> list[tuple[str, ScheduleRunRecord]]:
+        self.flush()
+        names = {fid: fn.name for fid, fn in self.functions.items() if fn.app_id == app.app_id}
+        return [(names[r.function_id], r) for r in self.store.schedule_runs(list(names), limit)]

@@ -10,7 +10,7 @@ from typing import Callable
 
 from gpu_fabric.proto import client_pb2, common_pb2, worker_pb2
 
-from ._cron import NO_ARGS, ScheduleRunRecord, due_tick, has_schedule, validate_schedule
+from ._cron import ScheduleRunRecord, Schedules, has_schedule, validate_schedule
 from ._fleet import Fleet
 from ._outcomes import FabricError, one_line as _one_line, result as _result
 from ._records import BOUND_SEPARATOR, AppRec, CallRec, ContainerRec, FunctionRec, InputRec, WorkerRec, new_id
@@ -21,7 +21,7 @@ log = logging.getLogger("gpu_fabric.control_plane")
 S = common_pb2
 
 
-class Engine(Fleet):
+class Engine(Fleet, Schedules):
     """All live state; every method runs on the control plane's event loop thread."""
 
     def __init__(
@@ -563,39 +563,6 @@ class Engine(Fleet):
             return [e for e in app.logs if e.seq > cursor][:limit]
         return [S.LogEntry.FromString(b) for _, b in self.store.logs(app.app_id, cursor, limit)]
 
-    # -------------------------------------------------------------- schedules
-    def _set_schedule_position(self, function_id: str, anchor: float, last_tick: float) -> None:
-        self.schedule_positions[function_id] = (anchor, last_tick)
-        self._pending_schedules[function_id] = (anchor, last_tick)
-        self.schedule_flush()
-
-    def run_schedules(self, now: float) -> None:
-        """Start the run that is due for each deployed scheduled function (see _cron for the policy)."""
-        for function_id, (anchor, last_tick) in list(self.schedule_positions.items()):
-            fn = self.functions.get(function_id)
-            if fn is None or not has_schedule(fn.spec):
-                continue
-            app = self.apps.get(fn.app_id)
-            if app is None or app.state != client_pb2.APP_STATE_DEPLOYED:
-                continue
-            tick = due_tick(fn.spec.schedule, last_tick, anchor, now)
-            if tick is None:
-                continue
-            call = self.create_call(function_id, client_pb2.CALL_KIND_SCHEDULED)
-            inp = S.FunctionInput(args=NO_ARGS, python_version=self.container_python(fn))
-            self.put_inputs(call, [inp], True, new_call=True)
-            run = ScheduleRunRecord(function_id, tick, call.call_id, now)
-            self._schedule_runs[call.call_id] = run
-            self._pending_schedule_runs.append(run)
-            # Committed with the run's input: a restart never starts this tick again.
-            self._set_schedule_position(function_id, anchor, tick)
-            self.system_log(fn.app_id, f"{fn.name}: scheduled run for {_iso(tick)} started ({call.call_id})", fn.name)
-
-    def schedule_history(self, app: AppRec, limit: int) -> list[tuple[str, ScheduleRunRecord]]:
-        self.flush()
-        names = {fid: fn.name for fid, fn in self.functions.items() if fn.app_id == app.app_id}
-        return [(names[r.function_id], r) for r in self.store.schedule_runs(list(names), limit)]
-
     def mark_read(self, call: CallRec) -> None:
         """Outputs handed over without a cursor (FunctionInvoke) expire soon after."""
         self._read_calls.append((self.clock(), call.call_id))
@@ -618,10 +585,6 @@ class Engine(Fleet):
 
 
 MAX_PARAMS_BYTES = 1024 * 1024
-
-
-def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
 
 
 def _apply_options(spec, options) -> None:
