@@ -266,10 +266,11 @@ def app_list(include_stopped: bool) -> None:
     """List apps."""
     client = _env_client()
     apps = client.call("AppList", client.pb.AppListRequest(include_stopped=include_stopped)).apps
-    rows = [("APP ID", "NAME", "KIND", "STATE", "CREATED", "CONTAINERS", "FUNCTIONS")]
+    rows = [("APP ID", "NAME", "KIND", "VERSION", "STATE", "CREATED", "CONTAINERS", "FUNCTIONS")]
     for info in apps:
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.created_at)) if info.created_at else "-"
-        rows.append((info.app_id, info.name, _KINDS.get(info.kind, "?"), _STATES.get(info.state, "?"), created,
+        version = f"v{info.version}" if info.kind == 2 else "-"
+        rows.append((info.app_id, info.name, _KINDS.get(info.kind, "?"), version, _STATES.get(info.state, "?"), created,
                      str(info.running_containers), ",".join(info.function_names)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -308,6 +309,30 @@ def app_logs(name_or_id: str, follow: bool) -> None:
         from ._client import translate_error
 
         raise translate_error(exc, client.url) from None
+
+
+_RESULTS = {0: "running", 1: "success", 2: "failure", 3: "timeout", 4: "init failure", 5: "cancelled", 6: "internal failure"}
+
+
+@app_group.command(name="history")
+@click.argument("name_or_id")
+@click.option("--limit", default=20, show_default=True, help="How many runs to show, newest first.")
+def app_history(name_or_id: str, limit: int) -> None:
+    """Runs started by a deployed app's schedules (Cron/Period)."""
+    client = _env_client()
+    info = resolve_app(client, name_or_id)
+    runs = client.call("AppScheduleHistory", client.pb.AppScheduleHistoryRequest(app_id=info.app_id, limit=limit)).runs
+    if not runs:
+        click.echo(f"no scheduled runs for {info.name} yet")
+        return
+    stamp = lambda t: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
+    rows = [("FUNCTION", "SCHEDULED FOR", "STARTED", "FINISHED", "RESULT", "CALL ID")]
+    for run in runs:
+        result = _RESULTS.get(run.status, "?") + (f": {run.error}" if run.error else "")
+        rows.append((run.function_name, stamp(run.tick), stamp(run.started_at), stamp(run.finished_at), result, run.call_id))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
 if __name__ == "__main__":  # pragma: no cover
