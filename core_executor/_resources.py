@@ -225,7 +225,6 @@ class Retries(_Record):
         self.max_delay = float(max_delay)
 
 
-_CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,\-?LW#]+$")
 
 
 class Cron(_Record):
@@ -235,14 +234,65 @@ class Cron(_Record):
 
     def __init__(self, cron_string: str, timezone: str = "UTC"):
         fields = cron_string.split() if isinstance(cron_string, str) else []
-        if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
+        if len(fields) != 5:
             raise InvalidError(
-                f"Cron needs a five-field expression 'minute hour day month weekday', got {cron_string!r}"
+                f"Cron needs a five-field expression 'minute hour day-of-month month day-of-week', got {cron_string!r}"
             )
+        for field, (name, low, high, names) in zip(fields, _CRON_FIELDS):
+            problem = _cron_field_problem(field, low, high, names)
+            if problem:
+                raise InvalidError(f"Cron {cron_string!r}: the {name} field {field!r} {problem}")
         if not isinstance(timezone, str) or not timezone:
             raise InvalidError(f"Cron timezone must be an IANA name like 'UTC', got {timezone!r}")
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise InvalidError(f"Cron timezone {timezone!r} is unknown; use an IANA name like 'Europe/Paris'") from None
         self.cron_string = " ".join(fields)
         self.timezone = timezone
+
+
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_CRON_FIELDS = (
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day-of-month", 1, 31, ()),
+    ("month", 1, 12, _MONTHS),
+    ("day-of-week", 0, 7, _DAYS),
+)
+
+
+def _cron_field_problem(field: str, low: int, high: int, names: tuple) -> str:
+    """Why one cron field is invalid ("" when it is fine)."""
+
+    def value(text: str) -> int | None:
+        if text.isdigit():
+            return int(text)
+        lowered = text.lower()
+        if lowered in names:
+            return names.index(lowered) + (1 if names is _MONTHS else 0)
+        return None
+
+    for part in field.split(","):
+        body, _, step = part.partition("/")
+        if step and (not step.isdigit() or int(step) == 0):
+            return f"has a bad step {step!r} (use a positive number, e.g. */5)"
+        if body == "*":
+            continue
+        ends = body.split("-")
+        if len(ends) > 2 or not all(ends):
+            return f"has a bad range {body!r}"
+        numbers = [value(end) for end in ends]
+        if any(n is None for n in numbers):
+            return f"has {body!r}, which is not a number" + (" or a name" if names else "")
+        if any(not low <= n <= high for n in numbers):
+            return f"is out of range: allowed values are {low}-{high}"
+        if len(numbers) == 2 and numbers[0] > numbers[1]:
+            return f"has a range that runs backwards: {body!r}"
+    return ""
 
 
 class Period:
