@@ -2,24 +2,39 @@
 from __future__ import annotations
 
 from . import exception
-from ._app import App, LocalEntrypoint
+from ._app import App, LocalEntrypoint, Stub
 from ._client import CLIENT_VERSION as __version__
 from ._client import Client
 from ._functions import Function, FunctionCall
 from ._functions import _hydrate_container  # noqa: F401 - called by the container runtime
+from ._cls import Cls, Obj
+from ._partial import batched, concurrent, enter, exit, method, parameter, web_endpoint
+from ._objects import Dict, Queue
 from ._resources import Cron, Image, Period, Retries, Secret, Volume
 from .exception import Error
 
 __all__ = [
     "App",
     "Client",
+    "Cls",
+    "Obj",
+    "Stub",
+    "batched",
+    "concurrent",
+    "enter",
+    "exit",
+    "method",
+    "parameter",
+    "web_endpoint",
     "Cron",
+    "Dict",
     "Error",
     "Function",
     "FunctionCall",
     "Image",
     "LocalEntrypoint",
     "Period",
+    "Queue",
     "Retries",
     "Secret",
     "Volume",

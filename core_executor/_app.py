@@ -9,12 +9,13 @@ from typing import Any, Callable, Iterator
 
 from . import _client
 from ._functions import Function
-from ._resources import Image, Secret, Volume
-from ._spec import build_definition, build_options
+from ._partial import PartialFunction
+from ._resources import Image, Secret, Volume, attach_secrets
+from ._spec import build_definition, build_options, take_deprecated
 from .config import Config, is_container
 from .exception import InvalidError, NotFoundError
 
-__all__ = ["App", "LocalEntrypoint"]
+__all__ = ["App", "LocalEntrypoint", "Stub"]
 
 _APP_KIND_EPHEMERAL, _APP_KIND_DEPLOYED = 1, 2
 DEFAULT_HEARTBEAT_TIMEOUT_S = 30.0
@@ -134,6 +135,7 @@ class App:
         self._volumes = dict(volumes or {})
         build_options(image=image, secrets=self._secrets, volumes=self._volumes)  # fail early on bad defaults
         self._functions: dict[str, Function] = {}
+        self._classes: dict[str, Any] = {}  # name -> Cls
         self._entrypoints: dict[str, LocalEntrypoint] = {}
         self._app_id = ""
         self._running = False
@@ -149,6 +151,17 @@ class App:
         return dict(self._functions)
 
     @property
+    def registered_classes(self) -> dict[str, Any]:
+        """The app's classes (Cls) by name."""
+        return dict(self._classes)
+
+    def _service_functions(self) -> dict[str, Function]:
+        # What the fabric runs: functions, and one function per class.
+        out = dict(self._functions)
+        out.update({tag: cls._class_function for tag, cls in self._classes.items()})
+        return out
+
+    @property
     def registered_entrypoints(self) -> dict[str, LocalEntrypoint]:
         """The app's local entrypoints by name."""
         return dict(self._entrypoints)
@@ -161,30 +174,43 @@ class App:
 
     # ---- decorators ----
 
+    def _options(self, image: Any, secrets: Any, volumes: Any, deprecated: dict[str, Any], **kwargs: Any) -> Any:
+        take_deprecated(kwargs, deprecated, stacklevel=4)
+        return build_options(
+            image=image if image is not None else self._image,
+            secrets=list(self._secrets) + list(secrets or ()),
+            volumes={**self._volumes, **(volumes or {})},
+            **kwargs,
+        )
+
     def function(self, _warn_parentheses_missing: Any = None, *, image: Image | None = None, gpu: Any = None,
                  cpu: Any = None, memory: Any = None, timeout: Any = None, startup_timeout: Any = None,
                  retries: Any = None, secrets: Any = (), volumes: Any = None, min_containers: Any = 0,
                  max_containers: Any = None, buffer_containers: Any = 0, scaledown_window: Any = None,
                  schedule: Any = None, region: Any = None, cloud: Any = None, nonpreemptible: bool = False,
                  serialized: bool = False, name: str | None = None, env: dict[str, str] | None = None,
-                 max_concurrent_inputs: Any = None) -> Any:
+                 max_concurrent_inputs: Any = None, keep_warm: Any = None, concurrency_limit: Any = None,
+                 container_idle_timeout: Any = None, allow_concurrent_inputs: Any = None) -> Any:
         """Register a function to run in the fabric's containers.
 
         gpu: "H100", "H100:2", or a list in order of preference (["H100", "A100"]).
-        cpu (cores), memory (MiB), timeout (seconds per input), retries (int or Retries),
-        secrets, volumes ({"/path": Volume}), min/max/buffer_containers, scaledown_window (s),
-        schedule (Cron or Period), region, cloud, nonpreemptible, serialized (ship the code
-        pickled by value instead of importing its file in the container).
+        cpu (cores), memory (MiB), timeout (seconds per input), startup_timeout (seconds to start
+        a container), retries (int or Retries), secrets, volumes ({"/path": Volume}),
+        min/max/buffer_containers, scaledown_window (s), schedule (Cron or Period), region, cloud,
+        nonpreemptible, serialized (ship the code pickled by value instead of importing its file
+        in the container). Put @fabric.concurrent(...) or @fabric.batched(...) below it.
+        Modal's old names (keep_warm, concurrency_limit, container_idle_timeout,
+        allow_concurrent_inputs) still work, with a DeprecationWarning naming the new one.
         """
         if isinstance(_warn_parentheses_missing, (Function, LocalEntrypoint)):
             raise InvalidError("a function can be registered only once; remove the second decorator")
         if _warn_parentheses_missing is not None and not callable(_warn_parentheses_missing):
             raise InvalidError("@app.function takes keyword arguments only, e.g. @app.function(gpu='H100')")
-        options = build_options(
-            image=image if image is not None else self._image,
+        options = self._options(
+            image, secrets, volumes,
+            dict(keep_warm=keep_warm, concurrency_limit=concurrency_limit, container_idle_timeout=container_idle_timeout,
+                 allow_concurrent_inputs=allow_concurrent_inputs),
             gpu=gpu, cpu=cpu, memory=memory, timeout=timeout, startup_timeout=startup_timeout, retries=retries,
-            secrets=list(self._secrets) + list(secrets or ()),
-            volumes={**self._volumes, **(volumes or {})},
             min_containers=min_containers, max_containers=max_containers, buffer_containers=buffer_containers,
             scaledown_window=scaledown_window, schedule=schedule, region=region, cloud=cloud,
             nonpreemptible=nonpreemptible, serialized=serialized, env=env,
@@ -194,6 +220,10 @@ class App:
         def decorate(raw_f: Callable) -> Function:
             if isinstance(raw_f, (Function, LocalEntrypoint)):
                 raise InvalidError("a function can be registered only once; remove the second decorator")
+            if isinstance(raw_f, PartialFunction):
+                raw_f = self._apply_partial(raw_f, options)
+            if isinstance(raw_f, type):
+                raise InvalidError(f"@app.function decorates a function; register the class {raw_f.__name__} with @app.cls()")
             if not callable(raw_f):
                 raise InvalidError(f"@app.function decorates a function, not {type(raw_f).__name__}")
             tag = name or getattr(raw_f, "__qualname__", None) or getattr(raw_f, "__name__", "")
@@ -201,12 +231,72 @@ class App:
                 tag = raw_f.__name__
             if not tag or tag == "<lambda>":
                 raise InvalidError("give a lambda a name: @app.function(name='...')")
+            self._check_free(tag)
             fn = Function(raw_f, tag, self, options)
             self._functions[tag] = fn
             return fn
 
         if _warn_parentheses_missing is not None:
             return decorate(_warn_parentheses_missing)
+        return decorate
+
+    @staticmethod
+    def _apply_partial(partial: PartialFunction, options: Any) -> Callable:
+        if partial.flags - {"concurrent", "batched"}:
+            flag = sorted(partial.flags - {"concurrent", "batched"})[0]
+            raise InvalidError(f"@fabric.{flag}() marks a method of an @app.cls class, not a function")
+        if partial.max_concurrent_inputs:
+            if options.max_concurrent_inputs:
+                raise InvalidError("give the concurrency once: @fabric.concurrent(max_inputs=...) or max_concurrent_inputs=")
+            options.max_concurrent_inputs = partial.max_concurrent_inputs
+            options.target_concurrent_inputs = partial.target_concurrent_inputs
+        if partial.batch_max_size:
+            if options.max_concurrent_inputs:
+                raise InvalidError("a function is either @fabric.batched or concurrent, not both")
+            options.batch_max_size, options.batch_wait_ms = partial.batch_max_size, partial.batch_wait_ms
+        return partial.raw_f
+
+    def _check_free(self, tag: str) -> None:
+        if tag in self._classes:
+            raise InvalidError(f"the app already has a class named {tag!r}; give one of them another name")
+
+    def cls(self, _warn_parentheses_missing: Any = None, *, image: Image | None = None, gpu: Any = None,
+            cpu: Any = None, memory: Any = None, timeout: Any = None, startup_timeout: Any = None,
+            retries: Any = None, secrets: Any = (), volumes: Any = None, min_containers: Any = 0,
+            max_containers: Any = None, buffer_containers: Any = 0, scaledown_window: Any = None,
+            region: Any = None, cloud: Any = None, nonpreemptible: bool = False, serialized: bool = False,
+            name: str | None = None, env: dict[str, str] | None = None, max_concurrent_inputs: Any = None,
+            enable_memory_snapshot: bool = False, keep_warm: Any = None, concurrency_limit: Any = None,
+            container_idle_timeout: Any = None, allow_concurrent_inputs: Any = None) -> Any:
+        """Register a class whose @fabric.method()s run in the fabric's containers.
+
+        Takes the options of @app.function. A container makes one instance (with the caller's
+        `fabric.parameter()` values), runs its @fabric.enter() methods once, serves method calls,
+        and runs its @fabric.exit() methods when it shuts down.
+        """
+        if _warn_parentheses_missing is not None:
+            raise InvalidError("use @app.cls() with parentheses")
+        options = self._options(
+            image, secrets, volumes,
+            dict(keep_warm=keep_warm, concurrency_limit=concurrency_limit, container_idle_timeout=container_idle_timeout,
+                 allow_concurrent_inputs=allow_concurrent_inputs),
+            gpu=gpu, cpu=cpu, memory=memory, timeout=timeout, startup_timeout=startup_timeout, retries=retries,
+            min_containers=min_containers, max_containers=max_containers, buffer_containers=buffer_containers,
+            scaledown_window=scaledown_window, region=region, cloud=cloud, nonpreemptible=nonpreemptible,
+            serialized=serialized, env=env, max_concurrent_inputs=max_concurrent_inputs,
+        )  # fmt: skip
+        del enable_memory_snapshot  # accepted for Modal code; snapshots come with the snapshot work
+
+        def decorate(user_cls: Any) -> Any:
+            from ._cls import make_cls
+
+            cls = make_cls(user_cls, self, options, name)
+            tag = cls._class_function.tag
+            if tag in self._functions:
+                raise InvalidError(f"the app already has a function named {tag!r}; give the class another name")
+            self._classes[tag] = cls
+            return cls
+
         return decorate
 
     def local_entrypoint(self, _warn_parentheses_missing: Any = None, *, name: str | None = None) -> Any:
@@ -230,11 +320,13 @@ class App:
         # Built before anything is created so a bad function fails the run up front.
         return [
             (fn, fn.spec, build_definition(fn.get_raw_f(), serialized=fn._options.serialized))
-            for fn in self._functions.values()
+            for fn in self._service_functions().values()
         ]
 
     def _create_functions(self, client: "_client.Client", app_id: str, definitions: list, printer: Any) -> None:
         for fn, spec, definition in definitions:
+            # Secret.from_dict values become the app's encrypted secrets, referenced by name (never spec.env).
+            spec = attach_secrets(client, app_id, spec, getattr(getattr(fn, "_options", None), "secrets", ()))
             req = client.pb.FunctionCreateRequest(app_id=app_id, spec=spec, definition=definition)
             resp = client.call("FunctionCreate", req, timeout=60.0, idempotent=False)
             fn._bind(client, resp.function_id, app_id, container_python_version=resp.container_python_version,
@@ -290,7 +382,7 @@ class App:
                     print(f"[fabric] could not stop app {app_id}: {exc}", file=sys.stderr)
             if printer is not None:
                 printer.stop()
-            for fn in self._functions.values():
+            for fn in self._service_functions().values():
                 fn._unbind()
             self._app_id = ""
             if embedded:
@@ -312,7 +404,15 @@ class App:
         req = client.pb.AppCreateRequest(name=name, kind=_APP_KIND_DEPLOYED, description=self.description)
         resp = client.call("AppCreate", req, timeout=30.0, idempotent=False)
         self._app_id = resp.app_id
-        for fn in self._functions.values():
+        for fn in self._service_functions().values():
             fn._app_name = name
         self._create_functions(client, resp.app_id, definitions, printer=None)
         return self
+
+
+def Stub(name: str | None = None, **kwargs: Any) -> App:  # noqa: N802 - Modal's old class name
+    """Deprecated Modal name of App: returns an App, with a DeprecationWarning."""
+    import warnings
+
+    warnings.warn("fabric.Stub is deprecated; use fabric.App", DeprecationWarning, stacklevel=2)
+    return App(name, **kwargs)

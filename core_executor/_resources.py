@@ -24,11 +24,76 @@ def _strings(values: Iterable[Any], what: str) -> list[str]:
     return out
 
 
+def _tree_digest(path: str) -> str:
+    """A content hash of a file or directory tree (names, modes, bytes): a changed file changes the step."""
+    import hashlib
+    import os
+    import stat
+
+    if _in_container():
+        return ""
+    digest = hashlib.sha256()
+
+    def add_file(rel: str, full: str) -> None:
+        st = os.lstat(full)
+        digest.update(f"{rel}\0{stat.S_IMODE(st.st_mode):o}\0".encode())
+        if stat.S_ISLNK(st.st_mode):
+            digest.update(os.readlink(full).encode())
+        elif stat.S_ISREG(st.st_mode):
+            with open(full, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+
+    if os.path.isdir(path):
+        for dirpath, dirnames, filenames in os.walk(path):
+            dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+            for name in sorted(filenames):
+                if not name.endswith(".pyc"):
+                    full = os.path.join(dirpath, name)
+                    add_file(os.path.relpath(full, path), full)
+    else:
+        add_file(os.path.basename(path), path)
+    return digest.hexdigest()
+
+
+def _in_container() -> bool:
+    # Inside a container the module defining the image is imported again, without the caller's
+    # files: local paths are neither checked nor hashed there (the image is already built).
+    from .config import is_container
+
+    return is_container()
+
+
+def _local_path(local_path: Any, what: str) -> str:
+    import os
+
+    if not isinstance(local_path, (str, os.PathLike)):
+        raise InvalidError(f"{what} takes a local path, got {local_path!r}")
+    path = os.path.abspath(os.path.expanduser(os.fspath(local_path)))
+    if not os.path.exists(path) and not _in_container():
+        raise InvalidError(f"{what}: local path {os.fspath(local_path)!r} does not exist")
+    return path
+
+
+def _remote_path(remote_path: Any, what: str) -> str:
+    if not isinstance(remote_path, str) or not remote_path.startswith("/"):
+        raise InvalidError(f"{what} needs an absolute remote_path in the image, got {remote_path!r}")
+    return remote_path
+
+
+def _force_env() -> bool:
+    import os
+
+    return os.environ.get("GPUFABRIC_FORCE_BUILD", "") not in ("", "0")
+
+
 class Image:
-    """A container image recipe, built up step by step (building comes from the fabric).
+    """A container image recipe, built on a worker step by step and cached per step.
 
     Each method returns a new Image, so a base image can be shared:
     `Image.debian_slim(python_version="3.11").pip_install("numpy").env({"A": "1"})`.
+    Every step is keyed by a hash of itself and everything before it, so changing one step
+    rebuilds only from there; `force_build=True` (or GPUFABRIC_FORCE_BUILD=1) rebuilds anyway.
     """
 
     def __init__(self, base: dict[str, Any], steps: Sequence[dict[str, Any]] = ()):
@@ -36,11 +101,17 @@ class Image:
         self._steps = tuple(dict(step) for step in steps)
 
     @classmethod
-    def debian_slim(cls, python_version: str | None = None) -> "Image":
-        """A Debian slim image with the given Python ("3.11"; default: the fabric's)."""
+    def debian_slim(cls, python_version: str | None = None, force_build: bool = False) -> "Image":
+        """Debian with the given Python ("3.11"; default: the caller's own minor version)."""
+        import sys
+
         if python_version is not None and not _PYTHON_VERSION.match(str(python_version)):
             raise InvalidError(f'python_version must look like "3.11", got {python_version!r}')
-        return cls({"kind": "debian_slim", "python_version": python_version or ""})
+        base: dict[str, Any] = {"kind": "debian_slim",
+                                "python_version": python_version or "%d.%d" % sys.version_info[:2]}
+        if force_build or _force_env():
+            base["force_build"] = True
+        return cls(base)
 
     @classmethod
     def from_registry(cls, tag: str, *, add_python: str | None = None) -> "Image":
@@ -51,23 +122,49 @@ class Image:
             raise InvalidError(f'add_python must look like "3.11", got {add_python!r}')
         return cls({"kind": "registry", "tag": tag, "python_version": add_python or ""})
 
-    def _with(self, step: dict[str, Any]) -> "Image":
+    def _with(self, step: dict[str, Any], force_build: bool = False) -> "Image":
+        if force_build or _force_env():
+            step["force_build"] = True
         return Image(self._base, self._steps + (step,))
 
-    def pip_install(self, *packages: str | list[str], extra_index_url: str | None = None) -> "Image":
+    def _install_step(self, op: str, packages: tuple, *, find_links: str | None, index_url: str | None,
+                      extra_index_url: str | None, pre: bool, extra_options: str) -> dict[str, Any]:
+        step: dict[str, Any] = {"op": op, "packages": _strings(packages, f"{op} packages")}
+        for name, value in (("find_links", find_links), ("index_url", index_url),
+                            ("extra_index_url", extra_index_url), ("extra_options", extra_options)):
+            if value:
+                if not isinstance(value, str):
+                    raise InvalidError(f"{op} {name} must be a string, got {value!r}")
+                step[name] = value
+        if pre:
+            step["pre"] = True
+        if step.get("find_links"):
+            step["extra_options"] = f"{step.get('extra_options', '')} --find-links {step['find_links']}".strip()
+        return step
+
+    def pip_install(self, *packages: str | list[str], find_links: str | None = None, index_url: str | None = None,
+                    extra_index_url: str | None = None, pre: bool = False, extra_options: str = "",
+                    force_build: bool = False) -> "Image":
         """Install Python packages with pip."""
-        step: dict[str, Any] = {"op": "pip_install", "packages": _strings(packages, "pip_install packages")}
-        if extra_index_url:
-            step["extra_index_url"] = extra_index_url
-        return self._with(step)
+        return self._with(self._install_step("pip_install", packages, find_links=find_links, index_url=index_url,
+                                             extra_index_url=extra_index_url, pre=pre, extra_options=extra_options),
+                          force_build)
 
-    def apt_install(self, *packages: str | list[str]) -> "Image":
+    def uv_pip_install(self, *packages: str | list[str], find_links: str | None = None, index_url: str | None = None,
+                       extra_index_url: str | None = None, pre: bool = False, extra_options: str = "",
+                       force_build: bool = False) -> "Image":
+        """Install Python packages with uv (installed into the image first when missing)."""
+        return self._with(self._install_step("uv_pip_install", packages, find_links=find_links, index_url=index_url,
+                                             extra_index_url=extra_index_url, pre=pre, extra_options=extra_options),
+                          force_build)
+
+    def apt_install(self, *packages: str | list[str], force_build: bool = False) -> "Image":
         """Install Debian packages with apt-get."""
-        return self._with({"op": "apt_install", "packages": _strings(packages, "apt_install packages")})
+        return self._with({"op": "apt_install", "packages": _strings(packages, "apt_install packages")}, force_build)
 
-    def run_commands(self, *commands: str | list[str]) -> "Image":
-        """Run shell commands in the image."""
-        return self._with({"op": "run_commands", "commands": _strings(commands, "run_commands commands")})
+    def run_commands(self, *commands: str | list[str], force_build: bool = False) -> "Image":
+        """Run shell commands in the image (each with `sh -c`, in the image's workdir and env)."""
+        return self._with({"op": "run_commands", "commands": _strings(commands, "run_commands commands")}, force_build)
 
     def env(self, vars: Mapping[str, str]) -> "Image":  # noqa: A002 - Modal's name
         """Set environment variables in the image."""
@@ -76,10 +173,85 @@ class Image:
         return self._with({"op": "env", "vars": dict(vars)})
 
     def workdir(self, path: str) -> "Image":
-        """Set the working directory of the image's containers."""
+        """Set the working directory of later build steps and of the image's containers."""
         if not isinstance(path, str) or not path.startswith("/"):
             raise InvalidError(f"Image.workdir needs an absolute path, got {path!r}")
         return self._with({"op": "workdir", "path": path})
+
+    def add_local_dir(self, local_path: Any, remote_path: str, *, copy: bool = True) -> "Image":
+        """Copy a local directory into the image at `remote_path` (keyed by its content)."""
+        path = _local_path(local_path, "Image.add_local_dir")
+        import os
+
+        if not os.path.isdir(path) and not _in_container():
+            raise InvalidError(f"Image.add_local_dir: {os.fspath(local_path)!r} is not a directory")
+        return self._with({"op": "add_local_dir", "local_path": path,
+                           "remote_path": _remote_path(remote_path, "Image.add_local_dir"),
+                           "content_sha256": _tree_digest(path)})
+
+    def add_local_file(self, local_path: Any, remote_path: str, *, copy: bool = True) -> "Image":
+        """Copy a local file into the image at `remote_path` (a path ending in "/" keeps the file name)."""
+        import os
+
+        path = _local_path(local_path, "Image.add_local_file")
+        if not os.path.isfile(path) and not _in_container():
+            raise InvalidError(f"Image.add_local_file: {os.fspath(local_path)!r} is not a file")
+        remote = _remote_path(remote_path, "Image.add_local_file")
+        if remote.endswith("/"):
+            remote += os.path.basename(path)
+        return self._with({"op": "add_local_file", "local_path": path, "remote_path": remote,
+                           "content_sha256": _tree_digest(path)})
+
+    def add_local_python_source(self, *modules: str, copy: bool = True) -> "Image":
+        """Copy local Python modules or packages (by import name, not imported) into /root."""
+        import importlib.util
+        import os
+
+        entries = []
+        for name in _strings(modules, "add_local_python_source modules"):
+            if _in_container():
+                entries.append({"name": name, "local_path": "", "content_sha256": ""})
+                continue
+            spec = importlib.util.find_spec(name)
+            if spec is None or not spec.origin or spec.origin in ("built-in", "frozen"):
+                raise InvalidError(f"add_local_python_source: module {name!r} is not a local Python source module")
+            path = os.path.dirname(spec.origin) if spec.submodule_search_locations else spec.origin
+            entries.append({"name": name, "local_path": path, "content_sha256": _tree_digest(path)})
+        return self._with({"op": "add_local_python_source", "modules": entries, "remote_path": "/root"})
+
+    def run_function(self, raw_f: Any, *, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
+                     force_build: bool = False) -> "Image":
+        """Run a Python function inside the image as a build step (e.g. to download model weights)."""
+        import base64
+        import hashlib
+        import inspect
+        import sys
+
+        import cloudpickle
+
+        if not callable(raw_f):
+            raise InvalidError(f"Image.run_function takes a function, got {raw_f!r}")
+        raw_f = getattr(raw_f, "get_raw_f", lambda: raw_f)()
+        if _in_container():
+            return self._with({"op": "run_function", "name": getattr(raw_f, "__qualname__", "function"),
+                               "source_sha256": "", "pickled_b64": ""})
+        module = sys.modules.get(getattr(raw_f, "__module__", ""), None)
+        # By value: the image has none of the caller's modules to import it from.
+        by_value = module is not None and module.__name__ != "__main__"
+        if by_value:
+            cloudpickle.register_pickle_by_value(module)
+        try:
+            payload = cloudpickle.dumps((raw_f, tuple(args), dict(kwargs or {})))
+        finally:
+            if by_value:
+                cloudpickle.unregister_pickle_by_value(module)
+        try:
+            source = inspect.getsource(raw_f)
+        except (OSError, TypeError):
+            source = payload.hex()
+        key = hashlib.sha256(f"{source}\0{args!r}\0{sorted((kwargs or {}).items())!r}".encode()).hexdigest()
+        return self._with({"op": "run_function", "name": getattr(raw_f, "__qualname__", "function"),
+                           "source_sha256": key, "pickled_b64": base64.b64encode(payload).decode()}, force_build)
 
     @property
     def python_version(self) -> str:
@@ -165,35 +337,6 @@ class Volume(_Record):
     def read_only_view(self) -> "Volume":
         """The same volume, mounted read-only."""
         return Volume(self.name, self.create_if_missing, True)
-
-
-class Secret(_Record):
-    """Environment variables injected into containers: a named secret, or literal values."""
-
-    _fields = ("name", "values")
-
-    def __init__(self, name: str = "", values: Mapping[str, str] | None = None):
-        self.name = name
-        self.values = dict(values or {})
-
-    @classmethod
-    def from_name(cls, name: str) -> "Secret":
-        """Refer to a secret stored in the fabric by name."""
-        return cls(name=_check_name(name, "Secret"))
-
-    @classmethod
-    def from_dict(cls, env_dict: Mapping[str, str | None]) -> "Secret":
-        """Literal environment variables (entries whose value is None are left out)."""
-        if not isinstance(env_dict, Mapping):
-            raise InvalidError("Secret.from_dict takes a dict of str to str")
-        values = {}
-        for key, value in env_dict.items():
-            if value is None:
-                continue
-            if not isinstance(key, str) or not isinstance(value, str):
-                raise InvalidError(f"Secret.from_dict values must be str, got {key!r}: {type(value).__name__}")
-            values[key] = value
-        return cls(values=values)
 
 
 def _is_number(value: Any) -> bool:
@@ -314,3 +457,7 @@ class Period:
 
     def __repr__(self) -> str:
         return f"Period(seconds={self.seconds:g})"
+
+
+# Secret lives in its own module to keep this one small; re-exported here, where it always was.
+from ._secret import Secret, attach_secrets  # noqa: E402,F401

@@ -84,6 +84,9 @@ class FunctionOptions:
         self.serialized = serialized
         self.env: dict[str, str] = {}
         self.max_concurrent_inputs = 0
+        self.target_concurrent_inputs = 0
+        self.batch_max_size = 0
+        self.batch_wait_ms = 0
 
     def spec(self, name: str, raw_f: Callable | None = None) -> Any:
         """The FunctionSpec proto for a function called `name`."""
@@ -91,8 +94,6 @@ class FunctionOptions:
 
         env = dict(self.image.env_vars) if self.image else {}
         env.update(self.env)
-        for secret in self.secrets:
-            env.update(secret.values)
         spec = pb.FunctionSpec(
             name=name,
             cpu=float(self.cpu),
@@ -105,6 +106,9 @@ class FunctionOptions:
             buffer_containers=self.buffer_containers,
             scaledown_window_s=float(self.scaledown_window_s),
             max_concurrent_inputs=self.max_concurrent_inputs,
+            target_concurrent_inputs=self.target_concurrent_inputs,
+            batch_max_size=self.batch_max_size,
+            batch_wait_ms=self.batch_wait_ms,
             volumes=[pb.VolumeMount(mount_path=p, volume_name=v.name, read_only=v.read_only) for p, v in self.volumes.items()],
             secret_names=[s.name for s in self.secrets if s.name],
             regions=self.regions,
@@ -159,6 +163,7 @@ def build_options(
     serialized: bool = False,
     env: Mapping[str, str] | None = None,
     max_concurrent_inputs: Any = None,
+    target_concurrent_inputs: Any = None,
 ) -> FunctionOptions:
     """Check every decorator argument and return the options; a bad one raises InvalidError."""
     opts = FunctionOptions(serialized=bool(serialized), nonpreemptible=bool(nonpreemptible))
@@ -211,7 +216,36 @@ def build_options(
         opts.env = dict(env)
     if max_concurrent_inputs is not None:
         opts.max_concurrent_inputs = _number(max_concurrent_inputs, "max_concurrent_inputs", integer=True)
+    if target_concurrent_inputs is not None:
+        opts.target_concurrent_inputs = _number(target_concurrent_inputs, "target_concurrent_inputs", integer=True)
     return opts
+
+
+# Modal's old decorator arguments and the ones that replaced them.
+DEPRECATED_OPTIONS = {
+    "keep_warm": "min_containers",
+    "concurrency_limit": "max_containers",
+    "container_idle_timeout": "scaledown_window",
+    "allow_concurrent_inputs": "max_concurrent_inputs",
+}
+
+
+def take_deprecated(options: dict[str, Any], deprecated: dict[str, Any], *, stacklevel: int = 3) -> None:
+    """Move Modal's deprecated option names in `deprecated` onto their new names in `options`.
+
+    Warns (DeprecationWarning) naming the new one; giving both the old and the new is an error.
+    """
+    import warnings
+
+    for old, value in deprecated.items():
+        if value is None:
+            continue
+        new = DEPRECATED_OPTIONS[old]
+        hint = "@fabric.concurrent(max_inputs=...)" if old == "allow_concurrent_inputs" else f"{new}="
+        if options.get(new) not in (None, 0):
+            raise InvalidError(f"{old}= is the deprecated name of {new}=; give only {new}=")
+        warnings.warn(f"{old}= is deprecated; use {hint} instead", DeprecationWarning, stacklevel=stacklevel)
+        options[new] = value
 
 
 def _check_volumes(volumes: Any) -> dict[str, Volume]:

@@ -335,5 +335,38 @@ def app_history(name_or_id: str, limit: int) -> None:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
+from ._cli_secret import secret_group  # noqa: E402 - `gpufabric secret create|list|delete`
+
+main.add_command(secret_group)
+
+
+# ---- `gpufabric billing` (the FabricBilling API: ledger, replay, providers, scheduler decisions)
+@main.command(name="billing")
+@click.option("--by", "group_by", default="function", show_default=True,
+              type=click.Choice(["function", "app", "workspace", "cloud", "gpu"]), help="How to group the ledger.")
+@click.option("--baseline", default="aws", show_default=True, help="Cloud whose on-demand prices are the baseline.")
+@click.option("--decisions", default=10, show_default=True, help="Recent scheduler decisions to show.")
+def billing(group_by: str, baseline: str, decisions: int) -> None:
+    """What the fabric's capacity cost, per second, and against one cloud's on-demand prices."""
+    from gpu_fabric.proto import billing_pb2, billing_pb2_grpc
+
+    client = _env_client()
+    stub = billing_pb2_grpc.FabricBillingStub(client.channel)
+    request = billing_pb2.BillingReportRequest(group_by=group_by, baseline_cloud=baseline, decisions=decisions)
+    report = client._retrying(lambda: stub.BillingReport(request, metadata=client.metadata, timeout=30.0), True)
+    rows = [(group_by.upper(), "CONTAINER-HOURS", "USD")] + [(r.name, f"{r.seconds / 3600:.3f}", f"{r.usd:.4f}") for r in report.rows]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    click.echo(f"machines launched by the fabric: ${report.instance_usd:.4f}")
+    if report.baseline_usd:
+        saving = 1 - report.actual_usd / report.baseline_usd
+        click.echo(f"GPU containers: ${report.actual_usd:.4f} vs ${report.baseline_usd:.4f} on {report.baseline_cloud} on-demand ({saving:.0%} saved)")
+    for line in report.providers:
+        click.echo(f"provider {line}")
+    for line in report.decisions:
+        click.echo(line)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

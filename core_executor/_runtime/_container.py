@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import inspect
 import os
+import signal
 import sys
 import threading
 import time
@@ -19,15 +19,14 @@ from gpu_fabric.proto import client_pb2_grpc, common_pb2, worker_pb2, worker_pb2
 from .._stream import StreamCaller
 from . import _io
 from ._blobs import BlobIO
+from ._env import apply_secret_env
+from ._inputs import POLL_TIMEOUT_S, InputRunner, Running, failure_result
 from ._loader import init_failure_result, load_definition, python_version
+from ._service import Service
 
 __all__ = ["ContainerRuntime", "main"]
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-INLINE_LIMIT = 2 * 1024 * 1024
-MAX_PAYLOAD = 8 * 1024 * 1024 * 1024
-# Long-poll length for inputs; the server answers earlier when one arrives.
-POLL_TIMEOUT_S = 20.0
 # Inputs this fast are cheaper to take in batches than one exchange each.
 PREFETCH_INPUTS = 32
 FAST_INPUT_S = 0.001
@@ -84,8 +83,8 @@ class _StatusFile:
             os.ftruncate(self._fd, 0)
 
 
-class ContainerRuntime:
-    """Runs one container's life: hello, load, then exchange until told to stop."""
+class ContainerRuntime(InputRunner):
+    """Runs one container's life: hello, load (and @enter), then exchange until told to stop."""
 
     def __init__(
         self,
@@ -117,11 +116,20 @@ class ContainerRuntime:
         self._send_lock = threading.Lock()
         self._cancelled: set[str] = set()
         self._shutdown = False
-        # (input, monotonic start, monotonic deadline or 0); swapped atomically by the loop.
-        self._running: Optional[tuple[worker_pb2.ContainerInput, float, float]] = None
-        self._fn: Callable[..., Any] = lambda *a, **k: None
+        # Inputs being run by id; the flusher reads it for timeouts and cancellations.
+        self._running: dict[str, Running] = {}
+        # Guards _running for several inputs at once (@concurrent) and wakes the taker.
+        self._slots = threading.Condition()
+        self._concurrent = False
+        # Set when an output should go out now rather than at the next flush tick.
+        self._wake = threading.Event()
+        self._service = Service(lambda *a, **k: None, common_pb2.FunctionDefinition(), common_pb2.FunctionSpec())
+        self._spec = common_pb2.FunctionSpec()
         self._is_generator = False
         self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._loop_thread: Optional[threading.Thread] = None
+        self._start_lock = threading.Lock()
+        self._started = False
 
     # -- wire --------------------------------------------------------------------------------
 
@@ -180,8 +188,14 @@ class ContainerRuntime:
         if response.shutdown:
             self._shutdown = True
         if response.cancelled_input_ids:
-            running = self._running
-            if running is not None and running[0].input_id in response.cancelled_input_ids:
+            for input_id in response.cancelled_input_ids:
+                entry = self._running.get(input_id)
+                if entry is None:
+                    continue
+                if entry.future is not None:  # an async input: cancel its task, the rest go on
+                    entry.stopping = common_pb2.RESULT_STATUS_TERMINATED
+                    entry.future.cancel()
+                    continue
                 # Python cannot interrupt arbitrary user code: the process is the unit of stop.
                 # An empty status file keeps the worker from reporting the input as crashed.
                 self._status.clear()
@@ -220,124 +234,122 @@ class ContainerRuntime:
         )
         self.logs.function_name = hello.spec.name
         self.logs.app_id = hello.app_id
+        self._spec = hello.spec
         self._is_generator = hello.spec.is_generator
+        apply_secret_env(hello)  # secrets reach os.environ before the user's module is imported
+        timer = self._start_watchdog(hello.spec.startup_timeout_s)
         try:
-            self._fn, module = load_definition(hello.definition)
+            target, module = load_definition(hello.definition)
             self._hydrate_sdk(module, hello)
+            self._service = Service(target, hello.definition, hello.spec)
+            self._service.start(self._run_coro)
         except BaseException as exc:  # SystemExit at import is an init failure too
             return init_failure_result(exc)
+        finally:
+            with self._start_lock:  # blocks while a firing watchdog reports and exits
+                self._started = True
+            if timer is not None:
+                timer.cancel()
         return None
 
-    # -- running inputs ----------------------------------------------------------------------
+    def _start_watchdog(self, seconds: float) -> Optional[threading.Timer]:
+        """Fail the container's start when import and @enter take longer than startup_timeout."""
+        if seconds <= 0:
+            return None
+        timer = threading.Timer(seconds, self._on_startup_timeout, args=(seconds,))
+        timer.daemon = True
+        timer.start()
+        return timer
 
-    def _event_loop(self) -> asyncio.AbstractEventLoop:
-        # One loop for the container's life: async functions keep their clients across inputs.
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-        return self._loop
-
-    def _emit_generator(self, inp: worker_pb2.ContainerInput, gen: Any, started: float) -> Any:
-        index = 0
-        if inspect.isasyncgen(gen):
-            loop = self._event_loop()
-            while True:
-                try:
-                    item = loop.run_until_complete(gen.__anext__())
-                except StopAsyncIteration:
-                    break
-                self._emit_item(inp, item, index, started)
-                index += 1
-        else:
-            for item in gen:
-                self._emit_item(inp, item, index, started)
-                index += 1
-        return index
-
-    def _emit_item(self, inp: worker_pb2.ContainerInput, item: Any, index: int, started: float) -> None:
-        from core_executor._serialization import encode_success
-
-        result = encode_success(item, blobs=self.blobs, inline_limit=INLINE_LIMIT, max_payload=MAX_PAYLOAD)
-        result.gen_index = index
-        self._flush_streams()
-        self._put_output(worker_pb2.ContainerOutput(
-            input_id=inp.input_id, result=result, duration_s=time.monotonic() - started))
-
-    def _run_input(self, inp: worker_pb2.ContainerInput) -> float:
-        from core_executor._serialization import decode_input, encode_failure, encode_success
-
-        self._status.set(inp.input_id)
-        self.logs.set_input(inp.input_id, inp.call_id)
-        started = time.monotonic()
-        self._running = (inp, started, started + inp.timeout_s if inp.timeout_s > 0 else 0.0)
-        try:
-            args, kwargs = decode_input(inp.input, blobs=self.blobs)
-            value = self._fn(*args, **kwargs)
-            if inspect.iscoroutine(value):
-                value = self._event_loop().run_until_complete(value)
-            if self._is_generator and (inspect.isgenerator(value) or inspect.isasyncgen(value)):
-                count = self._emit_generator(inp, value, started)
-                # The closing output carries no value: gen_done marks the end of the stream.
-                result = encode_success(None, blobs=self.blobs)
-                result.gen_index, result.gen_done = count, True
-            else:
-                result = encode_success(
-                    value, blobs=self.blobs, inline_limit=INLINE_LIMIT, max_payload=MAX_PAYLOAD
-                )
-        except BaseException as exc:  # SystemExit/KeyboardInterrupt from user code fail the input
-            try:
-                result = encode_failure(exc)
-            except BaseException as enc_exc:
-                result = common_pb2.FunctionResult(
-                    status=common_pb2.RESULT_STATUS_FAILURE, exception=repr(exc)[:10000],
-                    traceback=f"(could not encode the failure: {enc_exc!r})",
-                )
-        duration = time.monotonic() - started
-        self._flush_streams()
-        self._running = None
-        self.logs.set_input()
-        self._status.clear()
-        self._put_output(worker_pb2.ContainerOutput(input_id=inp.input_id, result=result, duration_s=duration))
-        return duration
-
-    def _on_timeout(self, inp: worker_pb2.ContainerInput, started: float) -> None:
-        from core_executor._serialization import encode_failure
+    def _on_startup_timeout(self, seconds: float) -> None:
         from core_executor.exception import FunctionTimeoutError
 
-        with self._send_lock:
-            running = self._running
-            if running is None or running[0] is not inp:
-                return  # it finished meanwhile
+        with self._start_lock:
+            if self._started:
+                return
             exc = FunctionTimeoutError(
-                f"the input ran past its timeout of {inp.timeout_s:g}s and was stopped"
+                f"the container did not start within startup_timeout={seconds:g}s (importing the code and "
+                "running @fabric.enter methods); raise startup_timeout or make startup faster"
             )
-            result = encode_failure(exc, common_pb2.RESULT_STATUS_TIMEOUT, tb="")
+            failure = failure_result(exc, common_pb2.RESULT_STATUS_INIT_FAILURE, tb="")
             self._flush_streams()
-            output = worker_pb2.ContainerOutput(
-                input_id=inp.input_id, result=result, duration_s=time.monotonic() - started
-            )
             try:
-                self._exchange_locked(max_inputs=0, timeout_s=0.0, extra_outputs=(output,))
-                # Delivered: the exit that follows is not a crash of this input.
-                self._status.clear()
+                self._exchange(max_inputs=0, timeout_s=0.0, ready=False, init_failure=failure)
             except _Exit:
                 pass
             finally:
                 os._exit(1)
 
+    def _stop_service(self) -> None:
+        """Run the class's @exit methods (once)."""
+        try:
+            self._service.stop(self._run_coro)
+        except BaseException as exc:  # noqa: BLE001 - shutting down regardless
+            _log_runtime(f"exit methods failed: {exc!r}")
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        # The worker stops a container with SIGTERM (app stopped, scale-down): @exit runs first.
+        self._stop_service()
+        self._flush_streams()
+        # The unary RPC, not the stream: the interrupted main thread may be mid-exchange on it.
+        request = worker_pb2.ContainerExchangeRequest(
+            container_id=self.container_id, outputs=self._take_outputs(), logs=self.logs.drain(), ready=True
+        )
+        try:
+            self._stub.ContainerExchange(request, metadata=self._metadata, timeout=5.0)
+        except BaseException:  # noqa: BLE001 - exiting anyway
+            pass
+        os._exit(0)
+
+    def _on_timeout(self, entries: list[Running]) -> None:
+        from core_executor.exception import FunctionTimeoutError
+
+        with self._send_lock:
+            live = [e for e in entries if self._running.get(e.inp.input_id) is e]
+            if not live:
+                return  # they finished meanwhile
+            now = time.monotonic()
+            outputs = []
+            for entry in live:
+                exc = FunctionTimeoutError(
+                    f"the input ran past its timeout of {entry.inp.timeout_s:g}s and was stopped"
+                )
+                result = failure_result(exc, common_pb2.RESULT_STATUS_TIMEOUT, tb="")
+                outputs.append(worker_pb2.ContainerOutput(
+                    input_id=entry.inp.input_id, result=result, duration_s=now - entry.started
+                ))
+            self._flush_streams()
+            try:
+                self._exchange_locked(max_inputs=0, timeout_s=0.0, extra_outputs=tuple(outputs))
+                # Delivered: the exit that follows is not a crash of this input.
+                self._status.clear()
+            except _Exit:
+                pass
+            finally:
+                # Python cannot stop a running thread: the process is the unit of stop.
+                os._exit(1)
+
     def _background(self) -> None:
-        """Ships logs and outputs while an input runs, enforces timeouts, hears cancellations."""
+        """Ships logs and outputs while inputs run, enforces timeouts, hears cancellations."""
         last_sent = time.monotonic()
         while True:
-            time.sleep(FLUSH_INTERVAL_S)
-            running = self._running
-            if running is None:
-                last_sent = time.monotonic()
-                continue
-            inp, started, deadline = running
+            self._wake.wait(FLUSH_INTERVAL_S)
+            self._wake.clear()
+            running = list(self._running.values())
             now = time.monotonic()
-            if deadline and now > deadline:
-                self._on_timeout(inp, started)
+            if not running and not (self._concurrent and self._outputs):
+                last_sent = now
                 continue
+            expired = [r for r in running if r.deadline and now > r.deadline and not r.stopping]
+            if expired:
+                for entry in expired:
+                    if entry.future is not None:  # an async input: cancel its task only
+                        entry.stopping = common_pb2.RESULT_STATUS_TIMEOUT
+                        entry.future.cancel()
+                blocking = [e for e in expired if e.future is None]
+                if blocking:
+                    self._on_timeout(blocking)
+                    continue
             if not (len(self.logs) or self._outputs or now - last_sent >= KEEPALIVE_S):
                 continue
             if not self._send_lock.acquire(blocking=False):
@@ -359,6 +371,7 @@ class ContainerRuntime:
         while True:
             if not held:
                 if self._shutdown:
+                    self._stop_service()
                     self._flush_streams()
                     self._exchange(max_inputs=0, timeout_s=0.0)
                     return
@@ -384,7 +397,14 @@ class ContainerRuntime:
                 self._exchange(max_inputs=0, timeout_s=0.0, ready=False, init_failure=failure)
                 return 0
             threading.Thread(target=self._background, name="gpufabric-flusher", daemon=True).start()
-            self._loop_inputs()
+            if self._service.has_exit and threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, self._on_sigterm)
+            if self._spec.batch_max_size > 0:
+                self._loop_batched(self._spec.batch_max_size)
+            elif self._spec.max_concurrent_inputs > 1:
+                self._loop_concurrent(self._spec.max_concurrent_inputs)
+            else:
+                self._loop_inputs()
             return 0
         except _Exit as exc:
             if str(exc):

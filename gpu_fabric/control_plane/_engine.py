@@ -10,11 +10,14 @@ from typing import Callable
 
 from gpu_fabric.proto import client_pb2, common_pb2, worker_pb2
 
+from ._autoscaler import check_function
+from ._billing import Ledger
 from ._cron import ScheduleRunRecord, Schedules, has_schedule, validate_schedule
 from ._fleet import Fleet
 from ._outcomes import FabricError, one_line as _one_line, result as _result
 from ._records import BOUND_SEPARATOR, AppRec, CallRec, ContainerRec, FunctionRec, InputRec, WorkerRec, new_id
 from ._store import StateStore, StoredApp, StoredCall, StoredFunction, StoredInput, StoredOutput
+from .scheduler import Scheduler
 
 log = logging.getLogger("gpu_fabric.control_plane")
 
@@ -72,6 +75,10 @@ class Engine(Fleet, Schedules):
         self._pending_schedules: dict[str, tuple[float, float]] = {}
         self._pending_schedule_runs: list[ScheduleRunRecord] = []
         self._read_calls: collections.deque = collections.deque()
+        # Capacity: the placement index, the billing ledger, and (with providers) the autoscaler.
+        self.scheduler = Scheduler(clock=clock)
+        self.ledger = Ledger(clock)
+        self.autoscaler = None
 
     # ------------------------------------------------------------------ load
     def load(self) -> None:
@@ -178,6 +185,7 @@ class Engine(Fleet, Schedules):
         if app.state == client_pb2.APP_STATE_STOPPED:
             raise FabricError("FAILED_PRECONDITION", f"app {app.name!r} is stopped; start a new run")
         _validate_spec(spec)
+        check_function(self, spec, spec.name)  # GPU types and placement constraints
         if has_schedule(spec):
             validate_schedule(spec.schedule)
         if definition.kind == S.FunctionDefinition.KIND_UNSPECIFIED:
@@ -219,6 +227,7 @@ class Engine(Fleet, Schedules):
         if has_options:
             _apply_options(spec, options)
         _validate_spec(spec)
+        check_function(self, spec, parent.name)
         definition = S.FunctionDefinition()
         definition.CopyFrom(parent.definition)
         definition.pickled_cls_params = pickled_params

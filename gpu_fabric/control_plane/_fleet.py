@@ -5,7 +5,7 @@ import logging
 
 from gpu_fabric.proto import client_pb2, common_pb2, worker_pb2
 
-from . import _scheduler as sched
+from . import scheduler as sched
 from ._outcomes import FabricError, one_line as _one_line, result as _result
 from ._records import ContainerRec, FunctionRec, WorkerRec, new_id
 
@@ -40,6 +40,9 @@ class Fleet:
             )
             old = WorkerRec(worker_id, capacity, req, self.clock())
             self.workers[worker_id] = old
+            self.scheduler.add_worker(capacity)  # capacity: placement index, launch matching
+            if self.autoscaler is not None:
+                self.autoscaler.worker_registered(self, old)
             unknown = list(req.running_container_ids)
         for cid in unknown:  # containers from before a restart: they drain and exit by themselves
             old.assignments.put_nowait(worker_pb2.WorkerAssignment(stop_container_id=cid, stop_grace_s=30))
@@ -59,6 +62,9 @@ class Fleet:
         """The worker is gone: its inputs go back to the queue without spending retries."""
         log.warning("worker %s lost: %s", worker.worker_id, reason)
         self.workers.pop(worker.worker_id, None)
+        self.scheduler.remove_worker(worker.worker_id)  # capacity
+        if self.autoscaler is not None:
+            self.autoscaler.worker_lost(worker.worker_id)
         for cid in list(worker.containers):
             container = self.containers.get(cid)
             if container is None:
@@ -93,12 +99,11 @@ class Fleet:
                 break
 
     def _start_container(self, fn: FunctionRec) -> bool:
-        workers = [w.capacity for w in self.workers.values()]
-        placement, reason = sched.place(fn.spec, workers)
+        placement, reason = self.scheduler.place(fn.spec)
         if placement is None:
             if not fn.unplaceable_since:
                 fn.unplaceable_since = self.clock()
-            ever = sched.could_ever_fit(fn.spec, workers)
+            ever = self.placeable_later(fn.spec)
             fn.unplaceable_reason = reason if ever else (
                 f"no worker in this fabric can run {fn.name} ({reason.removeprefix('no worker has room for ')}); "
                 "start a worker that has it (gpufabric worker --url ... [--simulate-gpus TYPE:N])"
@@ -109,9 +114,10 @@ class Fleet:
             return False
         fn.unplaceable_since = 0.0
         worker = self.workers[placement.worker_id]
-        sched.claim(worker.capacity, placement)
+        self.scheduler.claim(worker.capacity, placement)
         container = ContainerRec(new_id("ct"), worker.worker_id, fn.function_id, fn.app_id, placement, self.clock())
         self.containers[container.container_id] = container
+        self.ledger.container_started(container, worker, app=self.apps[fn.app_id].name, function=fn.name)  # billing
         worker.containers.add(container.container_id)
         fn.containers.add(container.container_id)
         worker.assignments.put_nowait(
@@ -175,7 +181,8 @@ class Fleet:
         worker = self.workers.get(container.worker_id)
         if worker is not None:
             worker.containers.discard(container.container_id)
-            sched.release(worker.capacity, container.placement)
+            self.scheduler.release(worker.capacity, container.placement)
+        self.ledger.container_stopped(container.container_id)  # billing
         if container.waiter is not None and not container.waiter.done():
             container.waiter.set_result([])
         for input_id in list(container.held):
@@ -224,12 +231,18 @@ class Fleet:
         for fn in self.functions.values():
             self._scale_down(fn, now)
             if fn.queue and fn.unplaceable_since and now - fn.unplaceable_since > self.unplaceable_timeout_s:
-                if not sched.could_ever_fit(fn.spec, [w.capacity for w in self.workers.values()]):
+                if not self.placeable_later(fn.spec):
                     self.init_failed(fn, _result(S.RESULT_STATUS_INTERNAL_FAILURE, fn.unplaceable_reason))
                     fn.unplaceable_since = 0.0
             if fn.queue:
                 self.autoscale(fn)
+        if self.autoscaler is not None:  # capacity: launches, launch timeouts, scale to zero
+            self.autoscaler.tick(self)
         self.flush()
+
+    def placeable_later(self, spec) -> bool:
+        """True if a registered worker (once empty) or a provider's capacity could run `spec`."""
+        return self.scheduler.could_ever_fit(spec) or (self.autoscaler is not None and self.autoscaler.can_provide(spec))
 
     def _scale_down(self, fn: FunctionRec, now: float) -> None:
         window = fn.spec.scaledown_window_s or self.default_scaledown_window_s

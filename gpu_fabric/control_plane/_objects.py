@@ -83,7 +83,8 @@ class ObjectsServicer(objects_pb2_grpc.FabricObjectsServicer):
         now = clock()
         # After a restart every ephemeral object gets a full TTL for its owner to heartbeat again.
         self._heartbeats: dict[str, float] = {o.object_id: now for o in self.store.ephemeral_objects()}
-        self._last_collect = now
+        # The first call collects: anonymous secrets of apps that stopped while the plane was down go.
+        self._last_collect = 0.0
 
     def close(self) -> None:
         self.store.close()

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._scheduler import Placement, WorkerCapacity
+from .scheduler import Placement, WorkerCapacity
 
 
 def new_id(prefix: str) -> str:

@@ -10,10 +10,13 @@ import sys
 
 import grpc
 
-from gpu_fabric.proto import client_pb2_grpc, worker_pb2_grpc
+from gpu_fabric.proto import billing_pb2_grpc, client_pb2_grpc, objects_pb2_grpc, worker_pb2_grpc
 
+from . import _autoscaler
 from ._auth import TokenAuthInterceptor
+from ._billing import BillingServicer
 from ._engine import Engine
+from ._objects import ObjectsServicer
 from ._servicer import MAX_PAYLOAD, ClientServicer, ContainerServicer, WorkerServicer
 from ._store import SQLiteStore
 
@@ -47,7 +50,10 @@ class ControlPlane:
                 self.store.set_meta("token", token)
         self.token = token
         self.max_payload = engine_options.pop("max_payload_bytes", MAX_PAYLOAD)
+        self._capacity = engine_options.pop("capacity", None)  # providers, budgets: _autoscaler.configure
         self.engine = Engine(self.store, token=token, default_python=engine_options.pop("default_python", python_version()), **engine_options)
+        # Dicts, Queues and secrets (_objects.py), in their own objects.sqlite3 beside the state.
+        self.objects = ObjectsServicer(data_dir, self.engine)
         self.host = host
         self.port = port
         self.server: grpc.aio.Server | None = None
@@ -60,20 +66,23 @@ class ControlPlane:
     async def start(self) -> None:
         self.engine.load()
         self.server = grpc.aio.server(
-            interceptors=[] if os.environ.get("NOAUTH") else [TokenAuthInterceptor(self.token)],
+            interceptors=[] if os.environ.get("NOAUTH") else [TokenAuthInterceptor(self.token, also_allow=self._join_allowed)],
             options=[
                 ("grpc.max_send_message_length", MAX_MESSAGE),
                 ("grpc.max_receive_message_length", MAX_MESSAGE),
                 ("grpc.so_reuseport", 0),
             ],
         )
-        client_pb2_grpc.add_FabricClientServicer_to_server(ClientServicer(self.engine, os.path.join(self.data_dir, "blobs"), max_payload=self.max_payload), self.server)
+        client_pb2_grpc.add_FabricClientServicer_to_server(ClientServicer(self.engine, os.path.join(self.data_dir, "blobs"), max_payload=self.max_payload, secrets=self.objects.secrets), self.server)
         worker_pb2_grpc.add_FabricWorkerServicer_to_server(WorkerServicer(self.engine), self.server)
-        worker_pb2_grpc.add_FabricContainerServicer_to_server(ContainerServicer(self.engine), self.server)
+        worker_pb2_grpc.add_FabricContainerServicer_to_server(ContainerServicer(self.engine, secrets=self.objects.secrets), self.server)
+        objects_pb2_grpc.add_FabricObjectsServicer_to_server(self.objects, self.server)
         bound = self.server.add_insecure_port(f"{self.host}:{self.port}")
         if bound == 0:
             raise OSError(f"cannot listen on {self.host}:{self.port}; is another fabric using the port?")
         self.port = bound
+        billing_pb2_grpc.add_FabricBillingServicer_to_server(BillingServicer(self.engine), self.server)
+        _autoscaler.configure(self, self._capacity)  # needs the bound URL for launched workers
         await self.server.start()
         self._ticker = asyncio.create_task(self._tick_forever())
         log.info("control plane listening at %s", self.url)
@@ -91,13 +100,18 @@ class ControlPlane:
             except Exception:  # noqa: BLE001 - one bad tick must not stop the fabric
                 log.exception("control plane tick failed")
 
+    def _join_allowed(self, authorization: str) -> bool:
+        return self.engine.autoscaler is not None and self.engine.autoscaler.allows(authorization)
+
     async def stop(self, grace: float = 1.0) -> None:
+        _autoscaler.shutdown(self)  # launched machines go with the control plane
         if self._ticker is not None:
             self._ticker.cancel()
         if self.server is not None:
             await self.server.stop(grace)
         self.engine.flush()
         self.store.close()
+        self.objects.close()
         os.close(self._lock)
 
 

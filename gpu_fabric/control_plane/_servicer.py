@@ -53,8 +53,9 @@ def _poll_timeout(value: float) -> float:
 
 
 class ClientServicer(client_pb2_grpc.FabricClientServicer):
-    def __init__(self, engine: Engine, blob_dir: str, *, max_payload: int = MAX_PAYLOAD):
+    def __init__(self, engine: Engine, blob_dir: str, *, max_payload: int = MAX_PAYLOAD, secrets=None):
         self.engine = engine
+        self.secrets = secrets  # _secrets.SecretVault: FunctionCreate refuses unknown secret names
         self.blob_dir = blob_dir
         self.max_payload = max_payload
         os.makedirs(blob_dir, exist_ok=True)
@@ -128,6 +129,8 @@ class ClientServicer(client_pb2_grpc.FabricClientServicer):
 
     @_status
     async def FunctionCreate(self, request, context):
+        if self.secrets is not None:  # a missing secret fails here, not when a container starts
+            self.secrets.check_names(request.spec.secret_names, request.app_id)
         fn = self.engine.create_function(request.app_id, request.spec, request.definition)
         return client_pb2.FunctionCreateResponse(function_id=fn.function_id, container_python_version=self.engine.container_python(fn))
 
@@ -140,6 +143,8 @@ class ClientServicer(client_pb2_grpc.FabricClientServicer):
 
     @_status
     async def FunctionBindParams(self, request, context):
+        if self.secrets is not None and request.has_options:  # with_options(secrets=...) names exist
+            self.secrets.check_names(request.options.secret_names, self.engine.function(request.function_id).app_id)
         fn = self.engine.bind_params(request.function_id, request.pickled_params, request.options, request.has_options)
         return client_pb2.FunctionBindParamsResponse(function_id=fn.function_id)
 
@@ -319,8 +324,9 @@ class WorkerServicer(worker_pb2_grpc.FabricWorkerServicer):
 
 
 class ContainerServicer(worker_pb2_grpc.FabricContainerServicer):
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, secrets=None):
         self.engine = engine
+        self.secrets = secrets  # _secrets.SecretVault: decrypted only into ContainerHello.secret_env
 
     @_status
     async def ContainerHello(self, request, context):
@@ -332,6 +338,7 @@ class ContainerServicer(worker_pb2_grpc.FabricContainerServicer):
         return worker_pb2.ContainerHelloResponse(
             function_id=fn.function_id, app_id=fn.app_id, spec=fn.spec, definition=fn.definition,
             app_function_ids=dict(app.function_ids),
+            secret_env=self.secrets.env_for(fn.spec.secret_names, fn.app_id) if self.secrets is not None else {},
         )
 
     def _app_of_logs(self, container, request) -> str:

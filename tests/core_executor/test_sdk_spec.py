@@ -60,7 +60,7 @@ def test_spec_holds_every_argument():
     assert (spec.retries.max_retries, spec.retries.backoff_coefficient) == (3, 3.0)
     assert (spec.retries.initial_delay_s, spec.retries.max_delay_s) == (2.0, 30.0)
     assert list(spec.secret_names) == ["hf"]
-    assert dict(spec.env) == {"A": "1", "B": "2", "TOKEN": "t"}
+    assert dict(spec.env) == {"A": "1", "B": "2"}  # Secret.from_dict values go to the fabric encrypted
     assert [(v.mount_path, v.volume_name, v.read_only) for v in spec.volumes] == [("/data", "data", False)]
     assert (spec.min_containers, spec.max_containers, spec.buffer_containers) == (1, 4, 1)
     assert spec.scaledown_window_s == 90
