@@ -96,14 +96,19 @@ class WorkerAgent:
         self._register_wanted = threading.Event()
         self._stop = threading.Event()
         self._stopped_at = 0.0
-        self._commands: "queue.Queue[worker_pb2.WorkerAssignment]" = queue.Queue()
+        self._commands: "queue.Queue[worker_pb2.WorkerAssignment | Callable[[], None]]" = queue.Queue()
         self._stream_call: Optional[grpc.Future] = None
         self._own_runtime_dir = runtime_dir is None
         self.runtime_dir = runtime_dir or tempfile.mkdtemp(prefix="gpufabric-worker-")
         self._shipper = LogShipper(self._send_logs)
+        # Images: built and mounted by _images.py; their containers start back on the main thread.
+        from ._images import ImageService
+
+        self.images = ImageService()
         self.containers = ContainerManager(
             url=url, runtime_dir=self.runtime_dir, shipper=self._shipper,
             on_exit=self._report_exit, python=python,
+            images=self.images, run_on_main=self._commands.put,
         )
 
     # -- registration ------------------------------------------------------------------------
@@ -246,6 +251,9 @@ class WorkerAgent:
     # -- main loop ---------------------------------------------------------------------------
 
     def _handle(self, assignment: worker_pb2.WorkerAssignment) -> None:
+        if callable(assignment):  # work handed back to this thread (an image container ready to start)
+            assignment()
+            return
         kind = assignment.WhichOneof("kind")
         if kind == "start":
             self.containers.start(assignment.start)
@@ -296,6 +304,7 @@ class WorkerAgent:
         for thread in threads:
             thread.join(2.0)
         self._shipper.stop(timeout_s=2.0)
+        self.images.close()
         self._channel.close()
         if self._own_runtime_dir:
             shutil.rmtree(self.runtime_dir, ignore_errors=True)

@@ -11,9 +11,13 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import IO, Callable, Optional
+from typing import IO, TYPE_CHECKING, Callable, Optional
 
 from gpu_fabric.proto import common_pb2, worker_pb2
+
+if TYPE_CHECKING:
+    from ._images import ImageService
+    from ._sandbox import Sandbox
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +122,9 @@ class _Container:
     requested: bool = False
     pumps: list = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Set for containers of an image (see _images.py / _sandbox.py); None for the worker's own Python.
+    sandbox: Optional["Sandbox"] = None
+    image_digest: str = ""
 
 
 class ContainerManager:
@@ -132,6 +139,8 @@ class ContainerManager:
         on_exit: Callable[[ContainerExit], None],
         python: str = sys.executable,
         extra_env: Optional[dict[str, str]] = None,
+        images: Optional["ImageService"] = None,
+        run_on_main: Optional[Callable[[Callable[[], None]], None]] = None,
     ) -> None:
         self._url = url
         self._runtime_dir = runtime_dir
@@ -142,12 +151,16 @@ class ContainerManager:
         self._lock = threading.Lock()
         self._containers: dict[str, _Container] = {}
         self._idle = threading.Condition(self._lock)
+        # -- images: built and mounted off the main thread, started back on it --------------
+        self._images = images
+        self._run_on_main = run_on_main or (lambda fn: fn())
+        self._preparing: dict[str, threading.Event] = {}  # container id -> "stop requested"
 
     # -- queries ----------------------------------------------------------------------------
 
     def running_ids(self) -> list[str]:
         with self._lock:
-            return list(self._containers)
+            return list(self._containers) + list(self._preparing)
 
     def statuses(self) -> list[worker_pb2.ContainerStatus]:
         with self._lock:
@@ -191,19 +204,41 @@ class ContainerManager:
         """
         container_id = assignment.container_id
         with self._lock:
-            if container_id in self._containers:
+            if container_id in self._containers or container_id in self._preparing:
                 logger.info("container %s already running; ignoring repeated start", container_id)
                 return
+            if assignment.spec.image.recipe_json and self._images is not None:
+                self._preparing[container_id] = threading.Event()
+                threading.Thread(target=self._prepare_image, args=(assignment,),
+                                 name=f"gpufabric-image-{container_id}", daemon=True).start()
+                return
+        self._spawn(assignment)
+
+    def _spawn(self, assignment: worker_pb2.ContainerAssignment, image: Optional[tuple] = None) -> None:
+        """Starts the container process; `image` is (BuiltImage, MountedImage) for image containers."""
+        container_id = assignment.container_id
         directory = os.path.join(self._runtime_dir, container_id)
         scratch = os.path.join(directory, "work")
         status_path = os.path.join(directory, "status")
+        sandbox = None
         try:
             os.makedirs(scratch, exist_ok=True)
             open(status_path, "w").close()
+            argv = [self._python, "-m", "core_executor._runtime"]
+            env, cwd = self._env(assignment, status_path), scratch
+            if image is not None:
+                from ._sandbox import Sandbox
+
+                built, mounted = image
+                sandbox = Sandbox(container_id, image_root=mounted.path, directory=directory,
+                                  memory_mb=assignment.spec.memory_mb, cpu=assignment.spec.cpu,
+                                  gpu_indices=list(assignment.gpu_indices), workdir=built.workdir)
+                argv = sandbox.argv(["python3", "-m", "core_executor._runtime"])
+                env, cwd = sandbox.env(env, built.env), directory
             proc = subprocess.Popen(
-                [self._python, "-m", "core_executor._runtime"],
-                env=self._env(assignment, status_path),
-                cwd=scratch,
+                argv,
+                env=env,
+                cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -213,12 +248,17 @@ class ContainerManager:
                 start_new_session=True,
                 close_fds=True,
             )
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:
             logger.error("cannot start container %s: %s", container_id, exc)
+            if sandbox is not None:
+                sandbox.cleanup()
+            if image is not None and self._images is not None:
+                self._images.release(image[0].manifest_digest)
             shutil.rmtree(directory, ignore_errors=True)
             self._on_exit(ContainerExit(container_id, 127, "", f"cannot start container: {exc}", False))
             return
-        container = _Container(assignment, proc, directory, status_path)
+        container = _Container(assignment, proc, directory, status_path, sandbox=sandbox,
+                               image_digest=image[0].manifest_digest if image else "")
         with self._lock:
             self._containers[container_id] = container
         for pipe, stream in (
@@ -241,6 +281,10 @@ class ContainerManager:
         """SIGTERM the container's process group, SIGKILL after `grace_s`. False if unknown."""
         with self._lock:
             container = self._containers.get(container_id)
+            preparing = self._preparing.get(container_id)
+        if preparing is not None:
+            preparing.set()  # the build goes on (and is cached); the container is not started
+            return True
         if container is None:
             return False
         container.requested = True
@@ -255,7 +299,7 @@ class ContainerManager:
         for container_id in self.running_ids():
             self.stop(container_id, grace_s)
         with self._idle:
-            return self._idle.wait_for(lambda: not self._containers, wait_s)
+            return self._idle.wait_for(lambda: not self._containers and not self._preparing, wait_s)
 
     # -- per-container threads ---------------------------------------------------------------
 
@@ -296,6 +340,14 @@ class ContainerManager:
         self._shipper.flush(timeout_s=2.0)
         with container.lock:
             tail = b"".join(container.stderr_tail)[-STDERR_TAIL_BYTES:]
+        if container.sandbox is not None:
+            note = container.sandbox.exit_note()
+            if note:
+                self._system_log(container.assignment, note)
+                tail = (tail + note.encode())[-STDERR_TAIL_BYTES:]
+            container.sandbox.cleanup()
+            if self._images is not None:
+                self._images.release(container.image_digest)
         report = ContainerExit(
             container_id=container.assignment.container_id,
             exit_code=exit_code,
@@ -312,6 +364,46 @@ class ContainerManager:
         with self._idle:
             self._containers.pop(report.container_id, None)
             self._idle.notify_all()
+
+    # -- images (gpu_fabric/worker/_images.py builds and mounts; _sandbox.py isolates) --------
+
+    def _system_log(self, assignment: worker_pb2.ContainerAssignment, text: str) -> None:
+        self._shipper.add(common_pb2.LogEntry(
+            timestamp=time.time(), stream=common_pb2.LOG_STREAM_SYSTEM, data=text,
+            function_name=assignment.spec.name, container_id=assignment.container_id, app_id=assignment.app_id))
+
+    def _prepare_image(self, assignment: worker_pb2.ContainerAssignment) -> None:
+        """Builds (or finds) and mounts the image off the main thread, then starts the container on it."""
+        container_id = assignment.container_id
+        assert self._images is not None
+        try:
+            built = self._images.build(assignment.spec.image.recipe_json,
+                                       log=lambda line: self._system_log(assignment, line))
+            mounted = self._images.acquire(built.manifest_digest)
+        except Exception as exc:
+            detail = getattr(exc, "log", "")
+            message = f"image build failed: {exc}\n{detail[-STDERR_TAIL_BYTES // 2:]}"
+            self._system_log(assignment, message)
+            self._finish_preparing(container_id, None)
+            self._on_exit(ContainerExit(container_id, 1, "", message[-STDERR_TAIL_BYTES:], False))
+            return
+
+        def start_on_main() -> None:
+            if self._finish_preparing(container_id, (built, mounted)):
+                self._spawn(assignment, (built, mounted))
+
+        self._run_on_main(start_on_main)
+
+    def _finish_preparing(self, container_id: str, image: Optional[tuple]) -> bool:
+        """Ends the preparing state; False (and an exit report) when a stop came meanwhile."""
+        with self._idle:
+            cancelled = self._preparing.pop(container_id, threading.Event()).is_set()
+            self._idle.notify_all()
+        if cancelled and image is not None:
+            assert self._images is not None
+            self._images.release(image[0].manifest_digest)
+            self._on_exit(ContainerExit(container_id, 0, "", "", True))
+        return not cancelled
 
 
 def _read_status(path: str) -> str:
