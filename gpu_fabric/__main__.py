@@ -38,8 +38,17 @@ def _default_data_dir() -> str:
 @click.option("--ready-file", default=None, help="Write {url, token, pid} as JSON here once serving.")
 @click.option("--embedded", is_flag=True, help="Exit when stdin closes (used by the SDK's embedded fabric).")
 @click.option("--log-level", default="WARNING")
+# Capacity from clouds (gpu_fabric.control_plane._autoscaler.configure).
+@click.option("--provider", "providers", multiple=True, type=click.Choice(["local", "aws", "gcp", "oci"]), help="Launch workers on this provider when queued inputs need GPUs (repeatable).")
+@click.option("--provider-config", default=None, type=click.Path(exists=True, dir_okay=False), help="JSON file: {provider: {option: value}} (regions, image_ids, project, compartment_id...).")
+@click.option("--budget", "budget_usd", default=None, type=float, help="Stop launching machines once they cost this many USD.")
+@click.option("--app-budget", "app_budgets", multiple=True, help="APP=USD: stop launching for an app once its containers cost this much (repeatable).")
+@click.option("--launch-timeout", default=900.0, type=float, help="Seconds a launched machine has to register its worker.")
+@click.option("--idle-window", default=300.0, type=float, help="Seconds a launched worker may idle before it is terminated.")
+@click.option("--public-url", default=None, help="Control plane URL launched machines dial (default: the listening URL).")
 def serve(host, port, data_dir, token, workers, simulate_gpus, worker_cpu, worker_memory_mb, heartbeat_timeout,
-          app_heartbeat_timeout, max_payload_bytes, scaledown_window, ready_file, embedded, log_level) -> None:
+          app_heartbeat_timeout, max_payload_bytes, scaledown_window, ready_file, embedded, log_level,
+          providers, provider_config, budget_usd, app_budgets, launch_timeout, idle_window, public_url) -> None:
     """Run a control plane with local workers until interrupted."""
     from ._serve import serve as run
 
@@ -55,6 +64,8 @@ def serve(host, port, data_dir, token, workers, simulate_gpus, worker_cpu, worke
         "heartbeat_timeout_s": heartbeat_timeout, "app_heartbeat_timeout_s": app_heartbeat_timeout,
         "max_payload_bytes": max_payload_bytes, "default_scaledown_window_s": scaledown_window,
     }
+    if providers:
+        engine_options["capacity"] = _capacity_options(providers, provider_config, budget_usd, app_budgets, launch_timeout, idle_window, public_url)
     from .control_plane import DataDirInUse
 
     try:
@@ -67,6 +78,24 @@ def serve(host, port, data_dir, token, workers, simulate_gpus, worker_cpu, worke
         sys.exit(DATA_DIR_IN_USE_EXIT)
     except OSError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _capacity_options(providers, provider_config, budget_usd, app_budgets, launch_timeout, idle_window, public_url) -> dict:
+    import json
+
+    budgets = {}
+    for item in app_budgets:
+        app, _, usd = item.partition("=")
+        try:
+            budgets[app] = float(usd)
+        except ValueError:
+            raise click.BadParameter(f"{item!r}: expected APP=USD", param_hint="--app-budget") from None
+    config = {}
+    if provider_config:
+        with open(provider_config) as f:
+            config = json.load(f)
+    return {"providers": list(providers), "provider_config": config, "budget_usd": budget_usd, "app_budgets": budgets,
+            "launch_timeout_s": launch_timeout, "idle_window_s": idle_window, "public_url": public_url}
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})

@@ -82,7 +82,8 @@ class Autoscaler:
                  secret: str, clock: Callable[[], float] = time.time, run: Callable = inline,
                  launch_timeout_s: float = 900.0, idle_window_s: float = 300.0, join_token_ttl_s: float = 1800.0,
                  budgets: Budgets | None = None, max_launches_per_tick: int = 16, max_failovers_per_tick: int = 12,
-                 install: str = "gpu-fabric[gpu]", workspace: str = "default", recheck_s: float = 600.0):
+                 install: str = "gpu-fabric[gpu]", workspace: str = "default", recheck_s: float = 600.0,
+                 drain_target_s: float = 300.0, assumed_duration_s: float = 60.0):
         self.providers = {p.name: p for p in providers}
         self.scheduler, self.ledger = scheduler, ledger
         self.control_url, self.clock, self.run = control_url, clock, run
@@ -91,6 +92,9 @@ class Autoscaler:
         self.budgets = budgets or Budgets()
         self.max_launches_per_tick, self.max_failovers_per_tick = max_launches_per_tick, max_failovers_per_tick
         self.install, self.workspace, self.recheck_s = install, workspace, recheck_s
+        # Machines take minutes to boot and bill per second: launch enough to drain the queue
+        # within `drain_target_s`, not the seconds the engine aims for on warm workers.
+        self.drain_target_s, self.assumed_duration_s = drain_target_s, assumed_duration_s
         self.launches: dict[str, Launch] = {}
         self.availability: dict[str, Availability] = {}
         self._checked_at = -math.inf
@@ -183,8 +187,14 @@ class Autoscaler:
     def _shortfall(self, fleet, fn) -> int:
         live = [c for c in fn.containers if c in fleet.containers and not fleet.containers[c].shutdown]
         running = sum(len(fleet.containers[c].held) for c in live)
-        desired = desired_containers(fn.spec, queued=len(fn.queue), running=running, avg_duration_s=fn.avg_duration_s)
-        return max(1, desired) - len(live) - self.pending_slots(fn.function_id)
+        per_container = max(1, fn.spec.target_concurrent_inputs or fn.spec.max_concurrent_inputs or 1)
+        duration = fn.avg_duration_s if fn.avg_duration_s is not None else self.assumed_duration_s
+        drain = math.ceil(len(fn.queue) * duration / (self.drain_target_s * per_container))
+        desired = min(desired_containers(fn.spec, queued=len(fn.queue), running=running, avg_duration_s=fn.avg_duration_s),
+                      math.ceil(running / per_container) + max(1, drain))
+        if fn.spec.max_containers:
+            desired = min(desired, fn.spec.max_containers)
+        return desired - len(live) - self.pending_slots(fn.function_id)
 
     def _budget_stop(self, fleet, fn) -> bool:
         app = fleet.apps.get(fn.app_id)

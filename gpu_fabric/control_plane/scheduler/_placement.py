@@ -105,6 +105,9 @@ class WorkerIndex:
         self._gpu: dict[str, dict[int, dict[str, None]]] = {}
         self._cpu_only: dict[str, None] = {}
         self._free: dict[str, int] = {}
+        self._most_gpus = 0
+        # Parsed specs by id(spec): reading protobuf fields costs more than the placement itself.
+        self._parsed: dict[int, tuple] = {}
 
     def __len__(self) -> int:
         return len(self.workers)
@@ -115,6 +118,7 @@ class WorkerIndex:
         self.workers[worker.worker_id] = worker
         if worker.gpus:
             free = worker.gpus_free
+            self._most_gpus = max(self._most_gpus, len(worker.gpus))
             self._free[worker.worker_id] = free
             self._gpu.setdefault(worker.gpu_type, {}).setdefault(free, {})[worker.worker_id] = None
         else:
@@ -152,8 +156,11 @@ class WorkerIndex:
         buckets = self._gpu.get(gpu_type)
         if not buckets:
             return None
-        for free in sorted(k for k in buckets if k >= count):
-            for wid in buckets[free]:
+        for free in range(count, self._most_gpus + 1):
+            bucket = buckets.get(free)
+            if not bucket:
+                continue
+            for wid in bucket:
                 worker = self.workers[wid]
                 if _fits(worker, cpu, memory):
                     return worker
@@ -180,26 +187,35 @@ class WorkerIndex:
         GPU requests are tried in the order given (the user's fallback list); within one, exact
         types before upgrades; among workers, the fullest that fits.
         """
-        cpu, memory = resources_of(spec)
-        if not spec.gpus:
+        cpu, memory, requests = self._parse(spec)
+        if not requests:
             worker = self._best_cpu_worker(cpu, memory)
             if worker is not None:
                 return Placement(worker.worker_id, [], "", cpu, memory), ""
             return None, "no worker has room for " + _describe(None, cpu, memory)
-        reasons = []
-        for request in spec.gpus:
-            count = max(1, request.count)
-            types = acceptable_types(request.type)
-            if request.type.strip().upper() in ("ANY", ""):
-                types = tuple(self._gpu)
-            for gpu_type in types:
+        for count, types, _ in requests:
+            for gpu_type in types or tuple(self._gpu):
                 worker = self._best_gpu_worker(gpu_type, count, cpu, memory)
                 if worker is not None:
                     indices = _take_gpus(worker, gpu_type, count)
                     if indices:
                         return Placement(worker.worker_id, indices, worker.gpus[0].type, cpu, memory), ""
-            reasons.append(_describe(request, cpu, memory))
-        return None, "no worker has room for " + " or ".join(reasons)
+        return None, "no worker has room for " + " or ".join(_describe(r, cpu, memory) for _, _, r in requests)
+
+    def _parse(self, spec) -> tuple:
+        cached = self._parsed.get(id(spec))
+        if cached is not None and cached[0] is spec:
+            return cached[1]
+        cpu, memory = resources_of(spec)
+        requests = []
+        for request in spec.gpus:
+            any_type = request.type.strip().upper() in ("ANY", "")
+            requests.append((max(1, request.count), () if any_type else acceptable_types(request.type), request))
+        parsed = (cpu, memory, requests)
+        if len(self._parsed) > 10_000:  # specs of functions long gone
+            self._parsed.clear()
+        self._parsed[id(spec)] = (spec, parsed)
+        return parsed
 
     def could_ever_fit(self, spec) -> bool:
         """True if some worker would fit `spec` once it is empty."""

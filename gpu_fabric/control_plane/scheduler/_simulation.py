@@ -138,6 +138,7 @@ class SimFleet:
             for item in done:
                 del container.held[item]
                 self.completed += 1
+                self.functions[container.function_id].avg_duration_s = self.functions[container.function_id].duration_s
             if done and not container.held:
                 container.idle_since = now
         for container in self.containers.values():
