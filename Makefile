@@ -10,7 +10,7 @@ ORCHESTRATOR_TESTS := tests/airflow_provider tests/prefect_integration tests/dag
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,cloud]'
 	touch $@
 
 .venv-%/.installed: pyproject.toml
