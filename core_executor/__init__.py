@@ -11,6 +11,8 @@ from ._cls import Cls, Obj
 from ._partial import batched, concurrent, enter, exit, method, parameter, web_endpoint
 from ._objects import Dict, Queue
 from ._resources import Cron, Image, Period, Retries, Secret, Volume
+from ._runtime._preemption import current_input_attempt, on_preemption, preemption_requested
+from ._web import asgi_app, fastapi_endpoint, web_server, wsgi_app
 from .exception import Error
 
 __all__ = [
@@ -26,6 +28,10 @@ __all__ = [
     "method",
     "parameter",
     "web_endpoint",
+    "asgi_app",
+    "fastapi_endpoint",
+    "web_server",
+    "wsgi_app",
     "Cron",
     "Dict",
     "Error",
@@ -38,6 +44,9 @@ __all__ = [
     "Retries",
     "Secret",
     "Volume",
+    "current_input_attempt",
+    "on_preemption",
+    "preemption_requested",
     "exception",
     "is_local",
     "__version__",

@@ -242,8 +242,10 @@ class App:
 
     @staticmethod
     def _apply_partial(partial: PartialFunction, options: Any) -> Callable:
-        if partial.flags - {"concurrent", "batched"}:
-            flag = sorted(partial.flags - {"concurrent", "batched"})[0]
+        allowed = {"concurrent", "batched"} | ({"web", "method"} if partial.web_config else set())  # web: core_executor._web
+        options.web_config = partial.web_config
+        if partial.flags - allowed:
+            flag = sorted(partial.flags - allowed)[0]
             raise InvalidError(f"@fabric.{flag}() marks a method of an @app.cls class, not a function")
         if partial.max_concurrent_inputs:
             if options.max_concurrent_inputs:

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from . import _client
+from ._aio import blocking
 from ._map import iter_outputs
 from .config import is_container
 from .exception import InputCancellation, InvalidError, OutputExpiredError
@@ -57,6 +58,44 @@ def _cancel_quietly(client: "Client", call_id: str) -> None:
         pass
 
 
+def iter_generator(client: "Client", call_id: str, wait_logs: Callable[[int], Any]) -> Iterator[Any]:
+    """Yield a generator call's items in order as they arrive; raise its failure where it happened.
+
+    Items travel as outputs with increasing `gen_index`; a SUCCESS output with `gen_done` ends
+    the stream. Leaving early (break, close) cancels the call.
+    """
+    ser = _serialization()
+    cursor, next_index, pending, done = 0, 0, {}, False
+    try:
+        while True:
+            resp = _get_outputs(client, call_id, cursor, POLL_WAIT_S)
+            if not resp.outputs and resp.cancelled:
+                raise InputCancellation(f"call {call_id} was cancelled")
+            failure = None
+            for output in resp.outputs:
+                cursor = max(cursor, output.seq)
+                if output.log_seq:
+                    wait_logs(output.log_seq)
+                if output.result.status != 1:  # RESULT_STATUS_SUCCESS; a failure ends the stream
+                    failure = output.result
+                    break
+                pending[output.result.gen_index] = output
+            # Items made before the failure arrive before it: hand them over first.
+            while next_index in pending:
+                result = pending.pop(next_index).result
+                if result.gen_done:
+                    done = True
+                    return
+                yield ser.decode_result(result, blobs=client)
+                next_index += 1
+            if failure is not None:
+                done = True
+                raise ser.result_exception(failure)
+    finally:
+        if not done:
+            _cancel_quietly(client, call_id)
+
+
 class FunctionCall:
     """A handle on a started call (from `spawn`/`spawn_map`, or `FunctionCall.from_id`)."""
 
@@ -86,6 +125,7 @@ class FunctionCall:
             self._kind = info.kind
         return self._kind
 
+    @blocking
     def get(self, timeout: float | None = None) -> Any:
         """Wait for the result (a list in input order for a `spawn_map` call).
 
@@ -116,23 +156,24 @@ class FunctionCall:
         outputs = iter_outputs(get_outputs, feeder=None, total=None, ordered=True, wait_logs=wait_logs)
         return [ser.decode_result(o.result, blobs=client) for o in outputs]
 
+    @blocking
     def cancel(self, terminate_containers: bool = False) -> None:
         """Cancel the call: inputs not started never run; running ones are stopped where possible."""
         client = self._client_now()
         req = client.pb.FunctionCallCancelRequest(call_id=self.object_id, terminate_containers=terminate_containers)
         client.call("FunctionCallCancel", req, timeout=30.0)
 
-    @staticmethod
+    @blocking(static=True, name="FunctionCall.gather")
     def gather(*function_calls: "FunctionCall") -> list[Any]:
         """Wait for every call and return their results in order; if one fails, cancel the rest."""
         results = []
         try:
             for call in function_calls:
-                results.append(call.get())
+                results.append(FunctionCall.get._fn(call))
         except BaseException:
             for call in function_calls[len(results) + 1 :]:
                 try:
-                    call.cancel()
+                    FunctionCall.cancel._fn(call)
                 except Exception:  # noqa: BLE001
                     pass
             raise

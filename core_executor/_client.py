@@ -46,6 +46,30 @@ def parse_url(url: str) -> tuple[str, bool]:
     return target, secure
 
 
+# --- TLS (shared fabric): grpcs:// URLs, trusting GPUFABRIC_CA_BUNDLE or the system roots ---
+def channel_credentials() -> Any:
+    """Credentials for a grpcs:// fabric: the PEM bundle GPUFABRIC_CA_BUNDLE names, else the system roots."""
+    grpc = _grpc()
+    bundle = os.environ.get("GPUFABRIC_CA_BUNDLE", "").strip()
+    if not bundle:
+        return grpc.ssl_channel_credentials()
+    try:
+        with open(bundle, "rb") as f:
+            return grpc.ssl_channel_credentials(root_certificates=f.read())
+    except OSError as err:
+        raise exc_mod.InvalidError(f"GPUFABRIC_CA_BUNDLE={bundle}: cannot read it ({err.strerror})") from None
+
+
+def open_channel(url: str, options: list) -> Any:
+    """A gRPC channel to the fabric at `url` (grpc:// plain, grpcs:// TLS)."""
+    grpc = _grpc()
+    target, secure = parse_url(url)
+    if secure:
+        return grpc.secure_channel(target, channel_credentials(), options=options)
+    return grpc.insecure_channel(target, options=options)
+# --- end TLS ---
+
+
 def translate_error(err: Exception, url: str = "") -> Exception:
     """The SDK exception for a grpc.RpcError (anything else is returned unchanged)."""
     grpc = _grpc()
@@ -91,17 +115,13 @@ class Client:
         self.pb = client_pb2
         self.common_pb = common_pb2
         self._sleep = sleep
-        target, secure = parse_url(url)
         options = [
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.keepalive_permit_without_calls", 0),
         ]
-        if secure:
-            self.channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(), options=options)
-        else:
-            self.channel = grpc.insecure_channel(target, options=options)
+        self.channel = open_channel(url, options)
         self.stub = client_pb2_grpc.FabricClientStub(self.channel)
         self.container_stub = worker_pb2_grpc.FabricContainerStub(self.channel)
         self.metadata = (("authorization", f"Bearer {token}"),)

@@ -7,11 +7,12 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from . import _client
-from ._calls import LOG_WAIT_S, POLL_WAIT_S, RPC_SLACK_S, FunctionCall, _cancel_quietly, _get_outputs, _wait_output
+from ._aio import blocking
+from ._calls import LOG_WAIT_S, RPC_SLACK_S, FunctionCall, _cancel_quietly, _get_outputs, _wait_output, iter_generator
 from ._map import InputFeeder, batches, iter_outputs, send_with_backoff
 from ._spec import FunctionOptions
 from .config import is_container
-from .exception import InputCancellation, InvalidError, NotFoundError
+from .exception import InvalidError, NotFoundError
 
 if TYPE_CHECKING:
     from ._app import App
@@ -76,7 +77,7 @@ def _hydrate_for_container(
     _container.client = client
     if app is not None:
         app._app_id = app_id
-        for tag, fn in app.registered_functions.items():
+        for tag, fn in app._service_functions().items():
             function_id = function_ids.get(tag)
             if function_id:
                 fn._bind(client, function_id, app_id, container_python_version="", printer=None)
@@ -98,7 +99,9 @@ def _hydrate_container(
     for value in list(vars(module).values()) if module is not None else ():
         if isinstance(value, App):
             _hydrate_for_container(value, app_id, app_function_ids, client)
-        elif isinstance(value, Function) and not value._function_id and value._tag in app_function_ids:
+            continue
+        value = getattr(value, "_class_function", value)  # a Cls serves through its class function
+        if isinstance(value, Function) and not value._function_id and value._tag in app_function_ids:
             value._bind(client, app_function_ids[value._tag], app_id, container_python_version="", printer=None)
 
 
@@ -136,6 +139,9 @@ class Function:
         self._version_ok = True
         self._printer: Any = None
         self._lookup = False  # from_name: always resolved by FunctionLookup
+        self._looked_up_spec: Any = None
+        self._method_name = ""  # set on a class method's handle: FunctionInput.method_name
+        self._register = True  # the function's own object answers unpickling by id
         code = getattr(raw_f, "__code__", None)
         self._is_generator = bool(code is not None and code.co_flags & (_CO_GENERATOR | _CO_ASYNC_GENERATOR))
         self._lock = threading.Lock()
@@ -166,6 +172,14 @@ class Function:
         fn._lookup = True
         return fn
 
+    @classmethod
+    def lookup(cls, app_name: str, name: str) -> "Function":
+        """Deprecated Modal name of `Function.from_name` (it also resolves the id right away)."""
+        import warnings
+
+        warnings.warn("Function.lookup is deprecated; use Function.from_name(app_name, name)", DeprecationWarning, stacklevel=2)
+        return cls.from_name(app_name, name).hydrate()
+
     @property
     def tag(self) -> str:
         """The function's name inside its app."""
@@ -187,6 +201,20 @@ class Function:
         if self._spec is None:
             self._spec = self._options.spec(self._tag, self._raw_f)
         return self._spec
+
+    @blocking
+    def get_web_url(self) -> str:
+        """The URL of this web endpoint (`@fabric.fastapi_endpoint`, `asgi_app`, ...) on the fabric's gateway."""
+        from ._web import get_web_url
+
+        return get_web_url(self)
+
+    @blocking
+    def get_web_token(self) -> str:
+        """The token this endpoint's requests must carry when it has requires_proxy_auth=True ("" otherwise)."""
+        from ._web import get_web_token
+
+        return get_web_token(self)
 
     def get_raw_f(self) -> Callable:
         """The undecorated Python function."""
@@ -213,7 +241,8 @@ class Function:
 
         self._version_ok = not container_python_version or container_python_version == python_version()
         self._printer = printer
-        _by_id[function_id] = self
+        if self._register:
+            _by_id[function_id] = self
 
     def _unbind(self) -> None:
         _by_id.pop(self._function_id, None)
@@ -222,6 +251,7 @@ class Function:
         self._app_id = ""
         self._printer = None
 
+    @blocking
     def hydrate(self) -> "Function":
         """Resolve the function's id now (a lookup for `from_name` references)."""
         self._ready()
@@ -249,6 +279,12 @@ class Function:
                 self._bind(_client.get_client(), self._function_id, self._app_id,
                            container_python_version=self._python_version, printer=None)
                 return
+            if self._app is not None and isinstance(self._raw_f, type):
+                raise InvalidError(
+                    f"class {self._tag!r} is not running: call it inside `with app.run():`, from a "
+                    f"@app.local_entrypoint() run by `gpufabric run`, or deploy the app and use "
+                    f"Cls.from_name({self._app_name or 'APP_NAME'!r}, {self._tag!r})"
+                )
             if self._app is not None:
                 raise InvalidError(
                     f"function {self._tag!r} is not running: call it inside `with app.run():`, from a "
@@ -263,6 +299,7 @@ class Function:
                 raise NotFoundError(
                     f"no deployed function {self._tag!r} in app {self._app_name!r}; deploy it with `gpufabric deploy`"
                 ) from exc
+            self._looked_up_spec = resp.spec
             self._bind(client, resp.function_id, resp.app_id, container_python_version=resp.container_python_version, printer=None)
 
     def _ready(self) -> "Client":
@@ -290,6 +327,7 @@ class Function:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.local(*args, **kwargs)
 
+    @blocking
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         """Run the function once in a container and return its result (or raise its exception)."""
         if self._is_generator:
@@ -299,6 +337,8 @@ class Function:
         hello = client.hello()
         inp = ser.encode_input(args, kwargs, blobs=client, inline_limit=hello.inline_limit_bytes or ser.INLINE_LIMIT,
                                max_payload=hello.max_payload_bytes or ser.MAX_PAYLOAD)
+        if self._method_name:
+            inp.method_name = self._method_name
         req = client.pb.FunctionInvokeRequest(function_id=self._function_id, input=inp, timeout_s=INVOKE_WAIT_S)
         invoke = client.invoke
         resp = send_with_backoff(lambda: _rpc(invoke, req, client, INVOKE_WAIT_S + RPC_SLACK_S))
@@ -310,37 +350,18 @@ class Function:
             self._wait_logs(output.log_seq)
         return ser.decode_result(output.result, blobs=client)
 
+    @blocking(iterator=True)
     def remote_gen(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
-        """Run a generator function in a container and yield its items as they are produced."""
+        """Run a generator function in a container and yield its items as they are produced.
+
+        A remote exception is raised after the items produced before it.
+        """
         if self._raw_f is not None and not self._is_generator:
             raise InvalidError(f"{self._tag!r} is not a generator function; call it with .remote()")
         call = self._spawn(args, kwargs)
-        client, ser, cursor, next_index, pending = call._client, _serialization(), 0, 0, {}
-        done = False
-        try:
-            while True:
-                resp = _get_outputs(client, call.object_id, cursor, POLL_WAIT_S)
-                if not resp.outputs and resp.cancelled:
-                    raise InputCancellation(f"call {call.object_id} was cancelled")
-                for output in resp.outputs:
-                    cursor = max(cursor, output.seq)
-                    if output.log_seq:
-                        self._wait_logs(output.log_seq)
-                    result = output.result
-                    if result.status != 1:  # a failure ends the stream
-                        raise ser.result_exception(result)
-                    pending[result.gen_index] = output
-                while next_index in pending:
-                    result = pending.pop(next_index).result
-                    if result.gen_done:
-                        done = True
-                        return
-                    yield ser.decode_result(result, blobs=client)
-                    next_index += 1
-        finally:
-            if not done:
-                _cancel_quietly(client, call.object_id)
+        return iter_generator(call._client, call.object_id, self._wait_logs)
 
+    @blocking
     def spawn(self, *args: Any, **kwargs: Any) -> "FunctionCall":
         """Start the function on one input and return a FunctionCall without waiting."""
         return self._spawn(args, kwargs)
@@ -349,10 +370,13 @@ class Function:
         client = self._ready()
         ser = _serialization()
         inp = ser.encode_input(args, kwargs, blobs=client, inline_limit=client.inline_limit, max_payload=client.max_payload)
+        if self._method_name:
+            inp.method_name = self._method_name
         req = client.pb.FunctionMapRequest(function_id=self._function_id, kind=_CALL_KIND_SPAWN, inputs=[inp], closed=True)
         resp = send_with_backoff(lambda: _rpc(client.stub.FunctionMap, req, client, RPC_SLACK_S))
         return FunctionCall(resp.call_id, client=client, kind=_CALL_KIND_SPAWN, printer=self._printer)
 
+    @blocking(iterator=True)
     def map(self, *iterables: Iterable[Any], kwargs: dict[str, Any] | None = None, order_outputs: bool = True,
             return_exceptions: bool = False) -> Iterator[Any]:
         """Run the function on every element of `iterables` (zipped, like the builtin `map`).
@@ -365,17 +389,23 @@ class Function:
         extra = dict(kwargs or {})
         return self._map_calls(((args, extra) for args in zip(*iterables)), order_outputs, return_exceptions)
 
+    @blocking(iterator=True)
     def starmap(self, input_iterator: Iterable[Iterable[Any]], *, kwargs: dict[str, Any] | None = None,
                 order_outputs: bool = True, return_exceptions: bool = False) -> Iterator[Any]:
         """Like `map`, but each element is a tuple of positional arguments."""
         extra = dict(kwargs or {})
         return self._map_calls(((tuple(args), extra) for args in input_iterator), order_outputs, return_exceptions)
 
+    @blocking
     def for_each(self, *iterables: Iterable[Any], kwargs: dict[str, Any] | None = None, ignore_exceptions: bool = False) -> None:
         """Run the function on every element and wait for all of them, discarding the results."""
-        for _ in self.map(*iterables, kwargs=kwargs, order_outputs=False, return_exceptions=ignore_exceptions):
+        if not iterables:
+            raise InvalidError("for_each needs at least one iterable, e.g. f.for_each([1, 2, 3])")
+        extra = dict(kwargs or {})
+        for _ in self._map_calls(((args, extra) for args in zip(*iterables)), False, ignore_exceptions):
             pass
 
+    @blocking
     def spawn_map(self, *iterables: Iterable[Any], kwargs: dict[str, Any] | None = None) -> "FunctionCall":
         """Start the function on every element and return once all inputs are sent.
 
@@ -396,8 +426,14 @@ class Function:
         ser = _serialization()
         inline_limit, max_payload = client.inline_limit, client.max_payload
 
+        method_name = self._method_name
+
         def encode(batch: list) -> list:
-            return ser.encode_inputs_fast(batch, blobs=client, inline_limit=inline_limit, max_payload=max_payload)
+            inputs = ser.encode_inputs_fast(batch, blobs=client, inline_limit=inline_limit, max_payload=max_payload)
+            if method_name:
+                for inp in inputs:
+                    inp.method_name = method_name
+            return inputs
 
         chunks = batches(calls, client.max_inputs_per_batch)
         first, is_last = next(chunks)

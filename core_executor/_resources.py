@@ -319,26 +319,6 @@ class _Record:
         return f"{type(self).__name__}({args})"
 
 
-class Volume(_Record):
-    """A named, persistent volume mounted into containers: `volumes={"/data": Volume.from_name("data")}`."""
-
-    _fields = ("name", "create_if_missing", "read_only")
-
-    def __init__(self, name: str, create_if_missing: bool = False, read_only: bool = False):
-        self.name = _check_name(name, "Volume")
-        self.create_if_missing = bool(create_if_missing)
-        self.read_only = bool(read_only)
-
-    @classmethod
-    def from_name(cls, name: str, *, create_if_missing: bool = False) -> "Volume":
-        """Refer to a volume by name (created on first use when `create_if_missing`)."""
-        return cls(name, create_if_missing)
-
-    def read_only_view(self) -> "Volume":
-        """The same volume, mounted read-only."""
-        return Volume(self.name, self.create_if_missing, True)
-
-
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -461,3 +441,5 @@ class Period:
 
 # Secret lives in its own module to keep this one small; re-exported here, where it always was.
 from ._secret import Secret, attach_secrets  # noqa: E402,F401
+# Volume lives in its own module (storage, mounts, commits); re-exported here, where it always was.
+from ._volume import Volume  # noqa: E402,F401

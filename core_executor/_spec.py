@@ -87,6 +87,7 @@ class FunctionOptions:
         self.target_concurrent_inputs = 0
         self.batch_max_size = 0
         self.batch_wait_ms = 0
+        self.web_config: dict | None = None  # set by a web endpoint decorator (core_executor._web)
 
     def spec(self, name: str, raw_f: Callable | None = None) -> Any:
         """The FunctionSpec proto for a function called `name`."""
@@ -133,10 +134,14 @@ class FunctionOptions:
             spec.schedule.CopyFrom(pb.Schedule(cron=self.schedule.cron_string, timezone=self.schedule.timezone))
         elif isinstance(self.schedule, Period):
             spec.schedule.CopyFrom(pb.Schedule(period_s=self.schedule.seconds))
+        if self.web_config:  # a web endpoint: each request's response streams back as items
+            from ._web import web_config_json
+
+            spec.webhook_config_json, spec.is_generator = web_config_json(self.web_config), True
         if raw_f is not None:
             import inspect
 
-            spec.is_generator = inspect.isgeneratorfunction(raw_f) or inspect.isasyncgenfunction(raw_f)
+            spec.is_generator = spec.is_generator or inspect.isgeneratorfunction(raw_f) or inspect.isasyncgenfunction(raw_f)
             spec.is_async = inspect.iscoroutinefunction(raw_f) or inspect.isasyncgenfunction(raw_f)
         return spec
 

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import click
 
-from . import exception
+from . import _cli_volume, exception
 from ._app import App, LocalEntrypoint
 from ._functions import Function
 
@@ -221,7 +221,15 @@ def deploy(target: str, name: str | None) -> None:
 @main.command(context_settings=_PASSTHROUGH)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def serve(args: tuple[str, ...]) -> None:
-    """Run a long-lived fabric (`python -m gpu_fabric serve ...`; options pass through)."""
+    """Run a long-lived fabric (`python -m gpu_fabric serve ...`; options pass through).
+
+    `gpufabric serve FILE` instead serves that app's web endpoints, restarting it when files change.
+    """
+    from . import _serve_app
+
+    if args and _serve_app.is_app_target(args[0]):
+        _serve_app.serve_file(args[0], reload="--no-reload" not in args[1:])
+        return
     _exec(sys.executable, [sys.executable, "-m", "gpu_fabric", "serve", *args])
 
 
@@ -229,6 +237,8 @@ def serve(args: tuple[str, ...]) -> None:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def worker(args: tuple[str, ...]) -> None:
     """Join a machine to a fabric as a worker (`python -m gpu_fabric worker ...`)."""
+    if _cli_volume.worker_admin(args):  # `worker ls|preempt ID`: see _cli_volume.py
+        return
     _exec(sys.executable, [sys.executable, "-m", "gpu_fabric", "worker", *args])
 
 
@@ -338,6 +348,9 @@ def app_history(name_or_id: str, limit: int) -> None:
 from ._cli_secret import secret_group  # noqa: E402 - `gpufabric secret create|list|delete`
 
 main.add_command(secret_group)
+main.add_command(_cli_volume.volume_group)
+from ._cli_token import token_group  # noqa: E402 - shared fabric: `gpufabric token create|list|revoke`
+main.add_command(token_group)
 
 
 # ---- `gpufabric billing` (the FabricBilling API: ledger, replay, providers, scheduler decisions)

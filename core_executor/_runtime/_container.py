@@ -17,12 +17,13 @@ import grpc
 from gpu_fabric.proto import client_pb2_grpc, common_pb2, worker_pb2, worker_pb2_grpc
 
 from .._stream import StreamCaller
-from . import _io
+from . import _io, _preemption
 from ._blobs import BlobIO
 from ._env import apply_secret_env
 from ._inputs import POLL_TIMEOUT_S, InputRunner, Running, failure_result
 from ._loader import init_failure_result, load_definition, python_version
 from ._service import Service
+from ._web import web_service
 
 __all__ = ["ContainerRuntime", "main"]
 
@@ -96,9 +97,11 @@ class ContainerRuntime(InputRunner):
         channel: Optional[grpc.Channel] = None,
     ) -> None:
         self.container_id = container_id
-        self._channel = channel or grpc.insecure_channel(
-            _target(url),
-            options=[
+        from .._client import open_channel  # grpcs:// with GPUFABRIC_CA_BUNDLE
+
+        self._channel = channel or open_channel(
+            url,
+            [
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ],
@@ -237,12 +240,14 @@ class ContainerRuntime(InputRunner):
         self._spec = hello.spec
         self._is_generator = hello.spec.is_generator
         apply_secret_env(hello)  # secrets reach os.environ before the user's module is imported
+        _preemption.install(self, hello)  # volumes mounted, preemption notices watched (_preemption.py)
         timer = self._start_watchdog(hello.spec.startup_timeout_s)
         try:
             target, module = load_definition(hello.definition)
             self._hydrate_sdk(module, hello)
             self._service = Service(target, hello.definition, hello.spec)
             self._service.start(self._run_coro)
+            self._service = web_service(self._service, hello.spec)  # web endpoints: requests are inputs
         except BaseException as exc:  # SystemExit at import is an init failure too
             return init_failure_result(exc)
         finally:

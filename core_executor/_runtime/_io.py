@@ -1,6 +1,7 @@
 """Capture of sys.stdout/sys.stderr inside a container as tagged log entries."""
 from __future__ import annotations
 
+import contextvars
 import io
 import sys
 import threading
@@ -13,6 +14,12 @@ __all__ = ["LogBuffer", "CapturedStream", "install", "uninstall"]
 
 # A writer that never sees a newline still ships its text in bounded pieces.
 _MAX_PARTIAL = 64 * 1024
+
+# The input a thread or task runs when a container runs several at once (@concurrent); a
+# single-input container uses the buffer's shared context so threads the user starts are tagged too.
+_input_context: contextvars.ContextVar[Optional[tuple[str, str]]] = contextvars.ContextVar(
+    "gpufabric_input", default=None
+)
 
 
 class LogBuffer:
@@ -39,8 +46,13 @@ class LogBuffer:
     def set_input(self, input_id: str = "", call_id: str = "") -> None:
         self._context = (input_id, call_id)
 
+    @staticmethod
+    def set_local_input(input_id: str = "", call_id: str = "") -> None:
+        """Tag lines written by this thread or task (concurrent inputs); empty to stop."""
+        _input_context.set((input_id, call_id) if input_id else None)
+
     def add(self, stream: int, data: str) -> None:
-        input_id, call_id = self._context
+        input_id, call_id = _input_context.get() or self._context
         entry = common_pb2.LogEntry(
             timestamp=self._clock(), stream=stream, data=data,
             function_name=self.function_name, container_id=self.container_id,

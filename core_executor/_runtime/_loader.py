@@ -32,8 +32,11 @@ def python_version() -> str:
 def unwrap(obj: Any) -> Callable[..., Any]:
     """The raw user callable behind an SDK `Function` object (or the object itself).
 
-    The single place that knows how the SDK wraps decorated functions.
+    The single place that knows how the SDK wraps decorated functions and classes.
     """
+    get_user_cls = getattr(obj, "_get_user_cls", None)
+    if callable(get_user_cls) and not isinstance(obj, type):
+        return get_user_cls()
     get_raw_f = getattr(obj, "get_raw_f", None)
     if callable(get_raw_f):
         return get_raw_f()
