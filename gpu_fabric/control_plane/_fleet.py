@@ -1,11 +1,13 @@
 """Workers and containers: registration, loss, placement, autoscaling and the periodic tick."""
 from __future__ import annotations
 
+import copy
 import logging
 
 from gpu_fabric.proto import client_pb2, common_pb2, worker_pb2
 
-from . import scheduler as sched
+from . import _preemption, scheduler as sched
+from .scheduler._placement import place as place_on, release as release_capacity
 from ._outcomes import FabricError, one_line as _one_line, result as _result
 from ._records import ContainerRec, FunctionRec, WorkerRec, new_id
 
@@ -77,6 +79,7 @@ class Fleet:
     def preemption_notice(self, worker: WorkerRec, deadline_s: float, reason: str) -> None:
         worker.capacity.accepting = False
         log.warning("worker %s will be preempted in %.0fs: %s", worker.worker_id, deadline_s, reason)
+        _preemption.on_notice(self, worker, deadline_s)  # preemption: drain it (control_plane/_preemption.py)
 
     # ----------------------------------------------------------- containers
     def autoscale(self, fn: FunctionRec) -> None:
@@ -100,6 +103,8 @@ class Fleet:
 
     def _start_container(self, fn: FunctionRec) -> bool:
         placement, reason = self.scheduler.place(fn.spec)
+        if placement is None and self._evict_idle_for(fn):
+            return False  # room is being made; the next autoscale places it
         if placement is None:
             if not fn.unplaceable_since:
                 fn.unplaceable_since = self.clock()
@@ -124,7 +129,9 @@ class Fleet:
             worker_pb2.WorkerAssignment(
                 start=worker_pb2.ContainerAssignment(
                     container_id=container.container_id, function_id=fn.function_id, app_id=fn.app_id,
-                    gpu_indices=placement.gpu_indices, spec=fn.spec, container_token=self.token,
+                    gpu_indices=placement.gpu_indices, spec=fn.spec,
+                    # A container's token can only do container things, in its app's workspace.
+                    container_token=self.tokens.container_token(self.apps[fn.app_id].workspace) if self.tokens else self.token,
                 )
             )
         )
@@ -132,8 +139,41 @@ class Fleet:
         log.info("starting container %s for %s on %s%s", container.container_id, fn.name, worker.worker_id, gpu)
         return True
 
+    def _evict_idle_for(self, fn: FunctionRec) -> bool:
+        """Shut down idle warm containers of other functions on a worker where that makes room for
+        `fn`: warm capacity is a cache, queued work comes first. Containers a function keeps
+        because of its min_containers stay. True when some were asked to go."""
+        for worker in self.workers.values():
+            idle = []
+            for cid in worker.containers:
+                other = self.containers.get(cid)
+                if (other is None or other.function_id == fn.function_id or not other.ready or other.held
+                        or other.shutdown or self._kept_warm(other)):
+                    continue
+                idle.append(other)
+            if not idle:
+                continue
+            trial = copy.deepcopy(worker.capacity)
+            chosen = []
+            for other in sorted(idle, key=lambda c: c.idle_since or 0.0):
+                release_capacity(trial, other.placement)
+                chosen.append(other)
+                if place_on(fn.spec, [trial])[0] is not None:
+                    for victim in chosen:
+                        self._shutdown_container(victim)
+                    names = ", ".join(sorted({self.functions[v.function_id].name for v in chosen}))
+                    self.system_log(fn.app_id, f"{fn.name}: making room on {worker.worker_id} by stopping idle containers of {names}", fn.name)
+                    return True
+        return False
+
+    def _kept_warm(self, container: ContainerRec) -> bool:
+        fn = self.functions[container.function_id]
+        live = sum(1 for c in fn.containers if not self.containers[c].shutdown)
+        return live <= fn.spec.min_containers
+
     def container(self, container_id: str) -> ContainerRec | None:
-        return self.containers.get(container_id)
+        container = self.containers.get(container_id)
+        return container if container is None or self.owned(container.app_id) else None
 
     def _shutdown_container(self, container: ContainerRec) -> None:
         container.shutdown = True
@@ -166,6 +206,8 @@ class Fleet:
         if not container.ready and crashed:
             fn.start_failures += 1
         failure = _result(S.RESULT_STATUS_INTERNAL_FAILURE, message) if message else None
+        if failure is not None and not _preemption.charge_exit(self, container, req):  # preemption: free re-queue
+            failure = None
         self._drop_container(container, running_input_id=req.running_input_id, failure=failure)
         if fn.start_failures >= START_FAILURES_TO_GIVE_UP and fn.queue:
             fn.start_failures = 0
@@ -216,10 +258,12 @@ class Fleet:
         for container in list(self.containers.values()):
             fn = self.functions[container.function_id]
             startup = fn.spec.startup_timeout_s or DEFAULT_STARTUP_TIMEOUT_S
-            if not container.ready and not container.stop_requested and now - container.started_at > startup:
-                self.system_log(fn.app_id, f"{fn.name}: container {container.container_id} did not start within {startup:g}s (startup_timeout); stopping it", fn.name)
-                fn.start_failures += 1
+            # The runtime reports its own startup timeout; this is the backstop, a little later.
+            if not container.ready and not container.stop_requested and now - container.started_at > startup + TIMEOUT_GRACE_S:
+                message = f"{fn.name}: container {container.container_id} did not start within {startup:g}s (startup_timeout)"
+                self.system_log(fn.app_id, message + "; stopping it", fn.name)
                 self._stop_container(container)
+                self.init_failed(fn, _result(S.RESULT_STATUS_INIT_FAILURE, message + "; raise startup_timeout or make enter() faster"))
             timeout = (fn.spec.timeout_s or self.default_timeout_s) + TIMEOUT_GRACE_S
             for input_id, claimed_at in list(container.held.items()):
                 if now - claimed_at > timeout:

@@ -81,3 +81,13 @@ def old_python(x: int) -> int:
 def append_line(path: str, line: str) -> None:
     with open(path, "a") as f:
         f.write(line + "\n")
+
+
+@app.function(gpu="H100")
+def gpu_first() -> str:
+    return os.environ["CUDA_VISIBLE_DEVICES"]
+
+
+@app.function(gpu="H100")
+def gpu_second() -> str:
+    return os.environ["CUDA_VISIBLE_DEVICES"]

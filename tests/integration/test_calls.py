@@ -233,3 +233,13 @@ def test_for_each_and_spawn_map(fabric_env, tmp_path):
         while len(open(path).read().split()) < 5:
             assert time.time() < deadline
             time.sleep(0.1)
+
+
+def test_idle_warm_containers_make_room_for_queued_work(fabric_env):
+    # The shared fabric has one simulated H100 and a 30 s scaledown window: the first function's
+    # idle container holds the GPU, and the second function must not wait for the window.
+    with apps.app.run():
+        assert apps.gpu_first.remote() == "0"
+        t0 = time.time()
+        assert apps.gpu_second.remote() == "0"
+        assert time.time() - t0 < 20
