@@ -31,8 +31,14 @@ def _jitter() -> float:
 
 
 def parse_url(url: str) -> tuple[str, bool]:
-    """`grpc://host:port` -> ("host:port", secure=False); `grpcs://` is TLS."""
+    """`grpc://host:port` -> ("host:port", secure=False); `grpcs://` is TLS.
+
+    `unix:///path` is a unix socket: how a container without network (block_network=True)
+    reaches the fabric, through its worker.
+    """
     url = url.strip()
+    if url.startswith("unix://") and url[len("unix://"):].startswith("/"):
+        return "unix:" + url[len("unix://"):], False
     for scheme, secure in (("grpc://", False), ("grpcs://", True)):
         if url.startswith(scheme):
             target = url[len(scheme):].rstrip("/")
