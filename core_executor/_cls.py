@@ -97,10 +97,13 @@ class Cls:
     Each distinct set of parameters (and each `with_options` variant) gets containers of its own.
     """
 
-    def __init__(self, user_cls: type | None, class_function: Function, *, options_spec: Any = None):
+    def __init__(self, user_cls: type | None, class_function: Function, *, options_spec: Any = None,
+                 options_secrets: Any = ()):
         self._user_cls = user_cls
         self._class_function = class_function
         self._options_spec = options_spec
+        # Secret objects from with_options: from_dict ones are registered when the class is bound.
+        self._options_secrets = list(options_secrets)
         self._options_bytes = options_spec.SerializeToString(deterministic=True) if options_spec is not None else b""
         if user_cls is not None:
             self.__doc__ = user_cls.__doc__
@@ -157,7 +160,7 @@ class Cls:
                              retries=retries, timeout=timeout, min_containers=min_containers or 0,
                              max_containers=max_containers, buffer_containers=buffer_containers or 0,
                              scaledown_window=scaledown_window, region=region, cloud=cloud, env=env)
-        return self._with_spec(opts.spec(""))
+        return self._with_spec(opts.spec(""), secrets=list(secrets or ()))
 
     def with_concurrency(self, *, max_inputs: int, target_inputs: int | None = None) -> "Cls":
         """The same class running up to `max_inputs` inputs per container at once."""
@@ -180,13 +183,14 @@ class Cls:
 
         return common_pb2.FunctionSpec
 
-    def _with_spec(self, overrides: Any) -> "Cls":
+    def _with_spec(self, overrides: Any, secrets: Any = ()) -> "Cls":
         if self._options_spec is not None:
             merged = self._spec_pb()()
             merged.CopyFrom(self._options_spec)
             merged.MergeFrom(overrides)
             overrides = merged
-        return Cls(self._user_cls, self._class_function, options_spec=overrides)
+        return Cls(self._user_cls, self._class_function, options_spec=overrides,
+                   options_secrets=[*self._options_secrets, *secrets])
 
     def __call__(self, *args: Any, **kwargs: Any) -> "Obj":
         return Obj(self, args, kwargs)
@@ -278,7 +282,10 @@ class Obj:
         req = pb.FunctionBindParamsRequest(function_id=base, pickled_params=key[1],
                                            has_options=self._cls._options_spec is not None)
         if self._cls._options_spec is not None:
-            req.options.CopyFrom(self._cls._options_spec)
+            from ._secret import attach_secrets
+
+            cf = self._cls._class_function
+            req.options.CopyFrom(attach_secrets(client, cf._app_id, self._cls._options_spec, self._cls._options_secrets))
         try:
             return client.call("FunctionBindParams", req, timeout=60.0).function_id
         except Error as exc:

@@ -137,3 +137,12 @@ def batched_wrong_length(xs: list[int]) -> list[int]:
 @app.function()
 def call_counter_from_inside(n: int) -> int:
     return Counter(start=100).add.remote(n)
+
+
+@app.cls()
+class EnvReader:
+    @fabric.method()
+    def read(self, key: str) -> str:
+        import os
+
+        return os.environ.get(key, "")

@@ -117,3 +117,12 @@ def test_deployed_class_from_name(fabric_env):
 
         client = _client.get_client()
         client.call("AppStop", client.pb.AppStopRequest(name="sdk-classes-deployed"))
+
+
+def test_with_options_secrets_reach_the_bound_class(fabric_env):
+    from . import sdk_apps
+
+    with sdk_apps.app.run():
+        reader = sdk_apps.EnvReader.with_options(secrets=[fabric.Secret.from_dict({"WITH_OPTIONS_KEY": "v1"})])()
+        assert reader.read.remote("WITH_OPTIONS_KEY") == "v1"
+        assert sdk_apps.EnvReader().read.remote("WITH_OPTIONS_KEY") == ""
