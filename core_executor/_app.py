@@ -190,7 +190,8 @@ class App:
                  schedule: Any = None, region: Any = None, cloud: Any = None, nonpreemptible: bool = False,
                  serialized: bool = False, name: str | None = None, env: dict[str, str] | None = None,
                  max_concurrent_inputs: Any = None, keep_warm: Any = None, concurrency_limit: Any = None,
-                 container_idle_timeout: Any = None, allow_concurrent_inputs: Any = None) -> Any:
+                 container_idle_timeout: Any = None, allow_concurrent_inputs: Any = None,
+                 block_network: bool = False) -> Any:
         """Register a function to run in the fabric's containers.
 
         gpu: "H100", "H100:2", or a list in order of preference (["H100", "A100"]).
@@ -198,7 +199,8 @@ class App:
         a container), retries (int or Retries), secrets, volumes ({"/path": Volume}),
         min/max/buffer_containers, scaledown_window (s), schedule (Cron or Period), region, cloud,
         nonpreemptible, serialized (ship the code pickled by value instead of importing its file
-        in the container). Put @fabric.concurrent(...) or @fabric.batched(...) below it.
+        in the container), block_network (its containers get no network; they still reach the
+        fabric). Put @fabric.concurrent(...) or @fabric.batched(...) below it.
         Modal's old names (keep_warm, concurrency_limit, container_idle_timeout,
         allow_concurrent_inputs) still work, with a DeprecationWarning naming the new one.
         """
@@ -214,7 +216,7 @@ class App:
             min_containers=min_containers, max_containers=max_containers, buffer_containers=buffer_containers,
             scaledown_window=scaledown_window, schedule=schedule, region=region, cloud=cloud,
             nonpreemptible=nonpreemptible, serialized=serialized, env=env,
-            max_concurrent_inputs=max_concurrent_inputs,
+            max_concurrent_inputs=max_concurrent_inputs, block_network=block_network,
         )  # fmt: skip
 
         def decorate(raw_f: Callable) -> Function:
@@ -269,7 +271,8 @@ class App:
             region: Any = None, cloud: Any = None, nonpreemptible: bool = False, serialized: bool = False,
             name: str | None = None, env: dict[str, str] | None = None, max_concurrent_inputs: Any = None,
             enable_memory_snapshot: bool = False, keep_warm: Any = None, concurrency_limit: Any = None,
-            container_idle_timeout: Any = None, allow_concurrent_inputs: Any = None) -> Any:
+            container_idle_timeout: Any = None, allow_concurrent_inputs: Any = None,
+            block_network: bool = False) -> Any:
         """Register a class whose @fabric.method()s run in the fabric's containers.
 
         Takes the options of @app.function. A container makes one instance (with the caller's
@@ -286,6 +289,7 @@ class App:
             min_containers=min_containers, max_containers=max_containers, buffer_containers=buffer_containers,
             scaledown_window=scaledown_window, region=region, cloud=cloud, nonpreemptible=nonpreemptible,
             serialized=serialized, env=env, max_concurrent_inputs=max_concurrent_inputs,
+            block_network=block_network,
         )  # fmt: skip
         del enable_memory_snapshot  # accepted for Modal code; snapshots come with the snapshot work
 

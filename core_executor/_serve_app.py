@@ -39,6 +39,11 @@ def serve_file(target: str, reload: bool = True) -> None:
         raise click.UsageError(f"no such file: {path}")
     env = dict(os.environ)
     fabric = None
+
+    def interrupted(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)  # stop the app and the embedded fabric in order
     if not Config.from_env().url:
         from ._embedded import EmbeddedFabric
 
@@ -99,8 +104,9 @@ def _run_app(target: str) -> None:
                 click.echo(f"  {name}: {url}")
             if not urls:
                 click.echo(f"{path} has no web endpoints; its functions are served until Ctrl-C")
-            while True:
-                time.sleep(3600)
+            parent = os.getppid()
+            while os.getppid() == parent:  # gone with the `gpufabric serve` that started us
+                time.sleep(1.0)
     except KeyboardInterrupt:
         pass
 

@@ -88,6 +88,7 @@ class FunctionOptions:
         self.batch_max_size = 0
         self.batch_wait_ms = 0
         self.web_config: dict | None = None  # set by a web endpoint decorator (core_executor._web)
+        self.block_network = False  # block_network=True: containers without network (worker/_relay.py)
 
     def spec(self, name: str, raw_f: Callable | None = None) -> Any:
         """The FunctionSpec proto for a function called `name`."""
@@ -116,6 +117,7 @@ class FunctionOptions:
             clouds=self.clouds,
             nonpreemptible=self.nonpreemptible,
             env=env,
+            block_network=self.block_network,
         )
         if self.retries is not None:
             r = self.retries
@@ -169,9 +171,13 @@ def build_options(
     env: Mapping[str, str] | None = None,
     max_concurrent_inputs: Any = None,
     target_concurrent_inputs: Any = None,
+    block_network: bool = False,
 ) -> FunctionOptions:
     """Check every decorator argument and return the options; a bad one raises InvalidError."""
     opts = FunctionOptions(serialized=bool(serialized), nonpreemptible=bool(nonpreemptible))
+    if not isinstance(block_network, bool):
+        raise InvalidError(f"block_network must be True or False, got {block_network!r}")
+    opts.block_network = block_network
     if image is not None and not isinstance(image, Image):
         raise InvalidError(f"image must be a fabric.Image (e.g. Image.debian_slim()), got {type(image).__name__}")
     opts.image = image

@@ -74,8 +74,11 @@ async def serve(
     print(f"gpu-fabric serving at {plane.url}", flush=True)
     print(f"token: {plane.token}", flush=True)
     print(f"export GPUFABRIC_URL={plane.url} GPUFABRIC_TOKEN={plane.token}", flush=True)
+    http_url = plane.web.url if plane.web is not None else ""  # gpu_fabric.web gateway
+    if http_url:
+        print(f"dashboard: {http_url}/ (sign in with the token)", flush=True)
     if ready_file:
-        _write_ready_file(ready_file, {"url": plane.url, "token": plane.token, "pid": os.getpid()})
+        _write_ready_file(ready_file, {"url": plane.url, "token": plane.token, "pid": os.getpid(), "http_url": http_url})
     try:
         await stopping.wait()
     finally:
