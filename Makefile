@@ -5,12 +5,12 @@ PY := $(VENV)/bin/python
 # Orchestrators get a venv each: Airflow 3.3 and Prefect >= 3.7.8 cannot share one (FastAPI pins).
 ORCHESTRATOR_TESTS := tests/airflow_provider tests/prefect_integration tests/dagster_resource
 
-.PHONY: demo test test-core test-airflow test-prefect test-dagster test-unit bench protos clean
+.PHONY: demo test test-core test-airflow test-prefect test-dagster test-unit bench bench-orchestrators protos clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,cloud]'
+	$(PY) -m pip install -q -e '.[test,cloud,web]'
 	touch $@
 
 .venv-%/.installed: pyproject.toml
@@ -43,6 +43,12 @@ test-unit: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) bench/call_overhead.py
+
+# Each orchestrator plugin through a real fabric, beside the orchestrator's own way (its own venv each).
+bench-orchestrators: .venv-airflow/.installed .venv-prefect/.installed .venv-dagster/.installed
+	.venv-airflow/bin/python bench/orchestrators.py airflow
+	.venv-prefect/bin/python bench/orchestrators.py prefect
+	.venv-dagster/bin/python bench/orchestrators.py dagster
 
 protos: $(VENV)/.installed
 	$(PY) scripts/gen_protos.py
