@@ -188,8 +188,7 @@ def mount(name: str, mount_path: str, read_only: bool, scratch: str) -> str:
     In a sandbox the worker bind-mounted a directory there: files go straight in. Without one
     (no image) the files go under `scratch` and `mount_path` becomes a symlink to them.
     """
-    if os.path.ismount(mount_path) or (os.path.isdir(mount_path) and not os.path.islink(mount_path)
-                                       and not os.listdir(mount_path)):
+    if os.path.ismount(mount_path):
         root = mount_path
     else:
         root = os.path.join(scratch, "volumes", name)

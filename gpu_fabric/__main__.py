@@ -46,9 +46,21 @@ def _default_data_dir() -> str:
 @click.option("--launch-timeout", default=900.0, type=float, help="Seconds a launched machine has to register its worker.")
 @click.option("--idle-window", default=300.0, type=float, help="Seconds a launched worker may idle before it is terminated.")
 @click.option("--public-url", default=None, help="Control plane URL launched machines dial (default: the listening URL).")
+# The HTTP gateway (gpu_fabric.web): web endpoints, dashboard, /metrics.
+@click.option("--http-port", default=None, type=int, help="Port of the web gateway and dashboard. [default: --port + 1, or a free one with --port 0]")
+@click.option("--http-host", default=None, help="Address the web gateway listens on. [default: --host]")
+@click.option("--http-max-body-bytes", default=64 * 1024 * 1024, type=int, help="Largest web request body accepted (larger: 413).")
+@click.option("--http-public-url", default=None, help="Base URL handed out for web endpoints when behind a proxy.")
+@click.option("--no-http", is_flag=True, help="Serve no web endpoints, dashboard or metrics.")
+# --- shared fabric (docs/shared-fabric.md) ---
+@click.option("--database", default="", envvar="GPUFABRIC_DATABASE", help="postgresql://USER:PASS@HOST/DB: keep state in PostgreSQL instead of SQLite in the data dir.")
+@click.option("--tls-cert", default="", help="PEM certificate chain: serve grpcs:// (with --tls-key).")
+@click.option("--tls-key", default="", help="PEM private key of --tls-cert.")
+# --- end shared fabric ---
 def serve(host, port, data_dir, token, workers, simulate_gpus, worker_cpu, worker_memory_mb, heartbeat_timeout,
           app_heartbeat_timeout, max_payload_bytes, scaledown_window, ready_file, embedded, log_level,
-          providers, provider_config, budget_usd, app_budgets, launch_timeout, idle_window, public_url) -> None:
+          providers, provider_config, budget_usd, app_budgets, launch_timeout, idle_window, public_url,
+          http_port, http_host, http_max_body_bytes, http_public_url, no_http, database, tls_cert, tls_key) -> None:
     """Run a control plane with local workers until interrupted."""
     from ._serve import serve as run
 
@@ -64,6 +76,10 @@ def serve(host, port, data_dir, token, workers, simulate_gpus, worker_cpu, worke
         "heartbeat_timeout_s": heartbeat_timeout, "app_heartbeat_timeout_s": app_heartbeat_timeout,
         "max_payload_bytes": max_payload_bytes, "default_scaledown_window_s": scaledown_window,
     }
+    if not no_http:  # gpu_fabric.web.WebGateway
+        engine_options["web"] = {"host": http_host or host, "port": http_port if http_port is not None else (port + 1 if port else 0),
+                                 "max_body_bytes": http_max_body_bytes, "public_url": http_public_url}
+    engine_options.update(database=database, tls_cert=tls_cert, tls_key=tls_key)  # shared fabric: ControlPlane options
     if providers:
         engine_options["capacity"] = _capacity_options(providers, provider_config, budget_usd, app_budgets, launch_timeout, idle_window, public_url)
     from .control_plane import DataDirInUse
@@ -120,6 +136,10 @@ def _die_with_parent() -> None:
     if os.getppid() != int(parent):
         sys.exit(1)  # the parent died before the request took effect
 
+
+from ._token_cli import token_cli  # noqa: E402 - shared fabric: `token create|list|revoke`
+
+cli.add_command(token_cli)
 
 if __name__ == "__main__":
     cli()

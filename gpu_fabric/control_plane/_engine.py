@@ -16,6 +16,7 @@ from ._cron import ScheduleRunRecord, Schedules, has_schedule, validate_schedule
 from ._fleet import Fleet
 from ._outcomes import FabricError, one_line as _one_line, result as _result
 from ._records import BOUND_SEPARATOR, AppRec, CallRec, ContainerRec, FunctionRec, InputRec, WorkerRec, new_id
+from ._tokens import DEFAULT_WORKSPACE, current_workspace, visible
 from ._store import StateStore, StoredApp, StoredCall, StoredFunction, StoredInput, StoredOutput
 from .scheduler import Scheduler
 
@@ -79,6 +80,9 @@ class Engine(Fleet, Schedules):
         self.scheduler = Scheduler(clock=clock)
         self.ledger = Ledger(clock)
         self.autoscaler = None
+        self.tokens = None  # _tokens.TokenRegistry: mints each workspace's container token
+        # Called as observer(input, result, call) when an input finishes (gpu_fabric.web: history, metrics).
+        self.finish_observers: list[Callable] = []
 
     # ------------------------------------------------------------------ load
     def load(self) -> None:
@@ -87,6 +91,7 @@ class Engine(Fleet, Schedules):
         for a in self.store.apps():
             self.apps[a.app_id] = AppRec(a.app_id, a.name, a.kind, a.state, a.created_at, a.stopped_at, last_heartbeat=now, version=a.version)
             self.apps[a.app_id].log_seq = self.store.max_log_seq(a.app_id)
+            self.apps[a.app_id].workspace = self.store.get_meta(f"workspace:{a.app_id}") or DEFAULT_WORKSPACE
         for f in self.store.functions():
             spec = S.FunctionSpec.FromString(f.spec)
             definition = S.FunctionDefinition.FromString(f.definition)
@@ -130,7 +135,9 @@ class Engine(Fleet, Schedules):
                 self._save_app(existing)
                 return existing
         state = client_pb2.APP_STATE_DEPLOYED if kind == client_pb2.APP_KIND_DEPLOYED else client_pb2.APP_STATE_RUNNING
-        app = AppRec(new_id("ap"), name, kind, state, now, last_heartbeat=now)
+        app = AppRec(new_id("ap"), name, kind, state, now, last_heartbeat=now, workspace=current_workspace() or DEFAULT_WORKSPACE)
+        if app.workspace != DEFAULT_WORKSPACE:
+            self.store.set_meta(f"workspace:{app.app_id}", app.workspace)
         self.store.put_app(StoredApp(app.app_id, name, kind, state, now, 0.0))
         self.apps[app.app_id] = app
         return app
@@ -138,22 +145,27 @@ class Engine(Fleet, Schedules):
     def _save_app(self, app: AppRec) -> None:
         self.store.put_app(StoredApp(app.app_id, app.name, app.kind, app.state, app.created_at, app.stopped_at, app.version))
 
+    def owned(self, app_id: str) -> bool:
+        """Whether app `app_id` belongs to the workspace of the RPC being served (_tokens.visible)."""
+        app = self.apps.get(app_id)
+        return app is None or visible(app.workspace)
+
     def deployed_app(self, name: str) -> AppRec | None:
         for app in self.apps.values():
-            if app.name == name and app.state == client_pb2.APP_STATE_DEPLOYED:
+            if app.name == name and app.state == client_pb2.APP_STATE_DEPLOYED and visible(app.workspace):
                 return app
         return None
 
     def app(self, app_id: str) -> AppRec:
         app = self.apps.get(app_id)
-        if app is None:
+        if app is None or not visible(app.workspace):
             raise FabricError("NOT_FOUND", f"app {app_id!r} not found")
         return app
 
     def find_app(self, app_id: str, name: str) -> AppRec:
         if app_id:
             return self.app(app_id)
-        candidates = [a for a in self.apps.values() if a.name == name]
+        candidates = [a for a in self.apps.values() if a.name == name and visible(a.workspace)]
         if not candidates:
             raise FabricError("NOT_FOUND", f"no app named {name!r}; `gpufabric app list` shows the apps")
         live = [a for a in candidates if a.state != client_pb2.APP_STATE_STOPPED]
@@ -246,7 +258,7 @@ class Engine(Fleet, Schedules):
 
     def function(self, function_id: str) -> FunctionRec:
         fn = self.functions.get(function_id)
-        if fn is None:
+        if fn is None or not self.owned(fn.app_id):
             raise FabricError("NOT_FOUND", f"function {function_id!r} not found")
         return fn
 
@@ -273,7 +285,7 @@ class Engine(Fleet, Schedules):
 
     def call(self, call_id: str) -> CallRec:
         call = self.calls.get(call_id)
-        if call is None:
+        if call is None or (call.function_id in self.functions and not self.owned(self.functions[call.function_id].app_id)):
             raise FabricError("NOT_FOUND", f"function call {call_id!r} not found (or its outputs expired)")
         return call
 
@@ -465,6 +477,8 @@ class Engine(Fleet, Schedules):
         call.pending.discard(rec.input_id)
         call.num_done += 1
         self._emit(rec, result, final=True)
+        for observe in self.finish_observers:
+            observe(rec, result, call)
         run = self._schedule_runs.pop(call.call_id, None) if call.kind == client_pb2.CALL_KIND_SCHEDULED else None
         if run is not None:
             run.finished_at, run.status, run.error = self.clock(), result.status, _one_line(result.exception)

@@ -12,7 +12,7 @@ import grpc
 from gpu_fabric.proto import client_pb2, objects_pb2, objects_pb2_grpc
 
 from ._engine import FabricError
-from ._object_store import KIND_DICT, KIND_QUEUE, SQLiteObjectStore, StoredObject
+from ._object_store import KIND_DICT, KIND_QUEUE, ObjectStore, SQLiteObjectStore, StoredObject
 from ._records import Notifier, new_id
 from ._secrets import SecretVault
 
@@ -72,8 +72,10 @@ class ObjectsServicer(objects_pb2_grpc.FabricObjectsServicer):
     """
 
     def __init__(self, data_dir: str, engine: Any = None, *, clock: Callable[[], float] = time.time,
-                 ephemeral_ttl_s: float = EPHEMERAL_TTL_S, max_partition_items: int = MAX_QUEUE_PARTITION_ITEMS):
-        self.store = SQLiteObjectStore(os.path.join(data_dir, OBJECTS_FILE_NAME))
+                 ephemeral_ttl_s: float = EPHEMERAL_TTL_S, max_partition_items: int = MAX_QUEUE_PARTITION_ITEMS,
+                 store: ObjectStore | None = None):
+        # `store`: a PostgresObjectStore for a shared fabric (gpufabric serve --database).
+        self.store = store if store is not None else SQLiteObjectStore(os.path.join(data_dir, OBJECTS_FILE_NAME))
         self.secrets = SecretVault(self.store, data_dir, clock=clock)
         self.engine = engine
         self.clock = clock

@@ -64,6 +64,7 @@ class AppRec:
     logs: collections.deque = field(default_factory=lambda: collections.deque(maxlen=5000))
     log_notifier: Notifier = field(default_factory=Notifier)
     version: int = 1
+    workspace: str = "main"  # the owning workspace (_tokens.py); persisted as meta "workspace:<app_id>"
 
 
 @dataclass

@@ -12,13 +12,12 @@ import grpc
 
 from gpu_fabric.proto import billing_pb2_grpc, client_pb2_grpc, objects_pb2_grpc, worker_pb2_grpc
 
-from . import _autoscaler
+from . import _autoscaler, _shared, _volumes
 from ._auth import TokenAuthInterceptor
 from ._billing import BillingServicer
 from ._engine import Engine
 from ._objects import ObjectsServicer
 from ._servicer import MAX_PAYLOAD, ClientServicer, ContainerServicer, WorkerServicer
-from ._store import SQLiteStore
 
 log = logging.getLogger("gpu_fabric.control_plane")
 
@@ -38,11 +37,15 @@ class ControlPlane:
     reused (a restart keeps it) or a new one is made.
     """
 
-    def __init__(self, data_dir: str, *, token: str | None = None, host: str = "127.0.0.1", port: int = 0, **engine_options):
+    def __init__(self, data_dir: str, *, token: str | None = None, host: str = "127.0.0.1", port: int = 0,
+                 database: str = "", tls_cert: str = "", tls_key: str = "", **engine_options):
         os.makedirs(data_dir, exist_ok=True)
         self.data_dir = data_dir
         self._lock = _lock_data_dir(data_dir)
-        self.store = SQLiteStore(os.path.join(data_dir, "state.sqlite3"))
+        # --- shared fabric: PostgreSQL state, issued tokens, TLS (_shared.py) ---
+        self.database, self.tls = database, _shared.tls_files(tls_cert, tls_key)
+        self.store = _shared.open_state_store(data_dir, database)
+        # --- end shared fabric ---
         if token is None:
             token = self.store.get_meta("token")
             if token is None:
@@ -51,9 +54,12 @@ class ControlPlane:
         self.token = token
         self.max_payload = engine_options.pop("max_payload_bytes", MAX_PAYLOAD)
         self._capacity = engine_options.pop("capacity", None)  # providers, budgets: _autoscaler.configure
+        self._web_options = engine_options.pop("web", None)  # gpu_fabric.web.WebGateway options; None: no HTTP
+        self.web = None
         self.engine = Engine(self.store, token=token, default_python=engine_options.pop("default_python", python_version()), **engine_options)
         # Dicts, Queues and secrets (_objects.py), in their own objects.sqlite3 beside the state.
-        self.objects = ObjectsServicer(data_dir, self.engine)
+        self.objects = ObjectsServicer(data_dir, self.engine, store=_shared.open_object_store(database))
+        self.tokens = _shared.attach(self)  # issued tokens, container tokens, PostgreSQL objects
         self.host = host
         self.port = port
         self.server: grpc.aio.Server | None = None
@@ -61,12 +67,12 @@ class ControlPlane:
 
     @property
     def url(self) -> str:
-        return f"grpc://{self.host}:{self.port}"
+        return f"{'grpcs' if self.tls else 'grpc'}://{self.host}:{self.port}"
 
     async def start(self) -> None:
         self.engine.load()
         self.server = grpc.aio.server(
-            interceptors=[] if os.environ.get("NOAUTH") else [TokenAuthInterceptor(self.token, also_allow=self._join_allowed)],
+            interceptors=[] if os.environ.get("NOAUTH") else [TokenAuthInterceptor(self.token, also_allow=self._join_allowed, registry=self.tokens)],
             options=[
                 ("grpc.max_send_message_length", MAX_MESSAGE),
                 ("grpc.max_receive_message_length", MAX_MESSAGE),
@@ -77,13 +83,23 @@ class ControlPlane:
         worker_pb2_grpc.add_FabricWorkerServicer_to_server(WorkerServicer(self.engine), self.server)
         worker_pb2_grpc.add_FabricContainerServicer_to_server(ContainerServicer(self.engine, secrets=self.objects.secrets), self.server)
         objects_pb2_grpc.add_FabricObjectsServicer_to_server(self.objects, self.server)
-        bound = self.server.add_insecure_port(f"{self.host}:{self.port}")
+        _volumes.add_to_server(self)  # volumes: storage and simulated preemption (_volumes.py)
+        bound = _shared.add_port(self.server, f"{self.host}:{self.port}", self.tls)
         if bound == 0:
             raise OSError(f"cannot listen on {self.host}:{self.port}; is another fabric using the port?")
         self.port = bound
         billing_pb2_grpc.add_FabricBillingServicer_to_server(BillingServicer(self.engine), self.server)
         _autoscaler.configure(self, self._capacity)  # needs the bound URL for launched workers
+        # --- web gateway (gpu_fabric.web): endpoints, dashboard, metrics; FabricWeb on this gRPC server
+        if self._web_options is not None:
+            from gpu_fabric.web import WebGateway
+
+            self.web = WebGateway(self, **self._web_options)
+            self.web.add_to_server(self.server)
+        # --- end web gateway
         await self.server.start()
+        if self.web is not None:
+            await self.web.start()
         self._ticker = asyncio.create_task(self._tick_forever())
         log.info("control plane listening at %s", self.url)
 
@@ -105,6 +121,8 @@ class ControlPlane:
 
     async def stop(self, grace: float = 1.0) -> None:
         _autoscaler.shutdown(self)  # launched machines go with the control plane
+        if self.web is not None:
+            await self.web.stop()
         if self._ticker is not None:
             self._ticker.cancel()
         if self.server is not None:
@@ -112,6 +130,7 @@ class ControlPlane:
         self.engine.flush()
         self.store.close()
         self.objects.close()
+        _shared.close(self)
         os.close(self._lock)
 
 

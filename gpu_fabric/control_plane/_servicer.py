@@ -89,7 +89,7 @@ class ClientServicer(client_pb2_grpc.FabricClientServicer):
     async def AppList(self, request, context):
         apps = []
         for app in sorted(self.engine.apps.values(), key=lambda a: a.created_at):
-            if app.state == client_pb2.APP_STATE_STOPPED and not request.include_stopped:
+            if (app.state == client_pb2.APP_STATE_STOPPED and not request.include_stopped) or not self.engine.owned(app.app_id):
                 continue
             running = sum(len(f.containers) for f in self.engine.functions.values() if f.app_id == app.app_id)
             apps.append(client_pb2.AppInfo(
@@ -204,6 +204,11 @@ class ClientServicer(client_pb2_grpc.FabricClientServicer):
             done = call.closed and call.num_done >= call.num_inputs
             remaining = deadline - time.monotonic()
             if outputs or done or remaining <= 0:
+                if outputs:
+                    # Hand out only committed outputs: after a crash the call's seq restarts from what
+                    # was stored, and an output the caller saw but the store lost would reuse a seq
+                    # at or below the caller's cursor, so the caller would never see its rerun.
+                    await self.engine.durable()
                 return client_pb2.FunctionGetOutputsResponse(
                     outputs=outputs, num_inputs=call.num_inputs, num_done=call.num_done, closed=call.closed, cancelled=call.cancelled
                 )

@@ -75,9 +75,11 @@ class WorkerAgent:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.url = url
-        self._channel = grpc.insecure_channel(
-            grpc_target(url),
-            options=[
+        from core_executor._client import open_channel  # grpcs:// with GPUFABRIC_CA_BUNDLE
+
+        self._channel = open_channel(
+            url,
+            [
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ],
@@ -276,6 +278,9 @@ class WorkerAgent:
             if not self._register_until_done():
                 return
             self._shipper.start()
+            from ._preemption import PreemptionWatcher  # preemption: notices -> drain (_preemption.py)
+
+            PreemptionWatcher(self).start()
             for target, name in ((self._heartbeat_loop, "heartbeat"), (self._assignment_loop, "assignments")):
                 thread = threading.Thread(target=target, name=f"gpufabric-{name}", daemon=True)
                 thread.start()

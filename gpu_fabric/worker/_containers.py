@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Callable, Optional
+from typing import IO, TYPE_CHECKING, Any, Callable, Optional
 
 from gpu_fabric.proto import common_pb2, worker_pb2
 
@@ -125,6 +125,7 @@ class _Container:
     # Set for containers of an image (see _images.py / _sandbox.py); None for the worker's own Python.
     sandbox: Optional["Sandbox"] = None
     image_digest: str = ""
+    relay: Any = None  # block_network=True: the container's way to the fabric (_relay.py)
 
 
 class ContainerManager:
@@ -220,7 +221,7 @@ class ContainerManager:
         directory = os.path.join(self._runtime_dir, container_id)
         scratch = os.path.join(directory, "work")
         status_path = os.path.join(directory, "status")
-        sandbox = None
+        sandbox = relay = None
         try:
             os.makedirs(scratch, exist_ok=True)
             open(status_path, "w").close()
@@ -233,8 +234,16 @@ class ContainerManager:
                 sandbox = Sandbox(container_id, image_root=mounted.path, directory=directory,
                                   memory_mb=assignment.spec.memory_mb, cpu=assignment.spec.cpu,
                                   gpu_indices=list(assignment.gpu_indices), workdir=built.workdir)
+                from ._volumes import volume_binds  # volumes: bound at their mount paths (_volumes.py)
+
+                sandbox.volume_binds = volume_binds(directory, assignment.spec)
+                sandbox.block_network = assignment.spec.block_network
                 argv = sandbox.argv(["python3", "-m", "core_executor._runtime"])
                 env, cwd = sandbox.env(env, built.env), directory
+            if assignment.spec.block_network:  # no network; the fabric through a unix socket (_relay.py)
+                from ._relay import without_network
+
+                relay, argv, env = without_network(directory, self._url, argv, env, sandboxed=sandbox is not None)
             proc = subprocess.Popen(
                 argv,
                 env=env,
@@ -248,8 +257,10 @@ class ContainerManager:
                 start_new_session=True,
                 close_fds=True,
             )
-        except (OSError, RuntimeError) as exc:
+        except (OSError, RuntimeError, ValueError) as exc:
             logger.error("cannot start container %s: %s", container_id, exc)
+            if relay is not None:
+                relay.close()
             if sandbox is not None:
                 sandbox.cleanup()
             if image is not None and self._images is not None:
@@ -258,7 +269,7 @@ class ContainerManager:
             self._on_exit(ContainerExit(container_id, 127, "", f"cannot start container: {exc}", False))
             return
         container = _Container(assignment, proc, directory, status_path, sandbox=sandbox,
-                               image_digest=image[0].manifest_digest if image else "")
+                               image_digest=image[0].manifest_digest if image else "", relay=relay)
         with self._lock:
             self._containers[container_id] = container
         for pipe, stream in (
@@ -338,6 +349,8 @@ class ContainerManager:
             pump.join(PUMP_DRAIN_TIMEOUT_S)
         # Lines pumped so far reach the log before the exit report (which quotes the tail).
         self._shipper.flush(timeout_s=2.0)
+        if container.relay is not None:
+            container.relay.close()
         with container.lock:
             tail = b"".join(container.stderr_tail)[-STDERR_TAIL_BYTES:]
         if container.sandbox is not None:
@@ -382,7 +395,10 @@ class ContainerManager:
             mounted = self._images.acquire(built.manifest_digest)
         except Exception as exc:
             detail = getattr(exc, "log", "")
-            message = f"image build failed: {exc}\n{detail[-STDERR_TAIL_BYTES // 2:]}"
+            from fs_lazy import MountError  # e.g. ImageTooLargeError: the disk cannot hold an eager copy
+
+            what = "image mount failed" if isinstance(exc, MountError) else "image build failed"
+            message = f"{what}: {exc}\n{detail[-STDERR_TAIL_BYTES // 2:]}"
             self._system_log(assignment, message)
             self._finish_preparing(container_id, None)
             self._on_exit(ContainerExit(container_id, 1, "", message[-STDERR_TAIL_BYTES:], False))

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Callable, Optional
 
-from fs_lazy import BuildError, BuildStep, ImageBuilder, MountedImage, mount_image, open_store, run_in_root
+from fs_lazy import (BuildError, BuildStep, ImageBuilder, MountedImage, mount_image, open_store, run_in_root,
+                     start_mount_launcher)
 
 logger = logging.getLogger(__name__)
 
@@ -249,6 +250,8 @@ class ImageService:
         self._lock = threading.Lock()
         self._mounts: dict[str, tuple[MountedImage, int]] = {}
         self._mount_root = os.path.join(self.image_dir, "mnt", str(os.getpid()))
+        if lazy:  # FUSE imported once now, not on every container start (fs_lazy/_launcher.py)
+            start_mount_launcher()
 
     def build(self, recipe_json: str, log: Log = lambda line: None, *, force: bool = False) -> BuiltImage:
         """Builds (or finds cached) the image of `recipe_json`; raises BuildError with the failing step's log."""

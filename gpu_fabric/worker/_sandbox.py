@@ -137,6 +137,9 @@ def runtime_binds() -> list[tuple[str, str]]:
 class Sandbox:
     """One container's isolation: argv and env that start it, and its cgroup to read and remove after."""
 
+    # True: no network inside (block_network=True); set before argv().
+    block_network = False
+
     def __init__(self, container_id: str, *, image_root: str, directory: str, memory_mb: int = 0,
                  cpu: float = 0.0, gpu_indices: Sequence[int] = (), workdir: str = "/root",
                  facilities: Optional[Facilities] = None) -> None:
@@ -189,6 +192,8 @@ class Sandbox:
         upper, work, merged = (os.path.join(self.directory, n) for n in ("upper", "overlay-work", "root"))
         bwrap = [f.bwrap, "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
                  "--unshare-cgroup-try"]
+        if self.block_network:  # an empty network namespace; the fabric via a unix socket (_relay.py)
+            bwrap.append("--unshare-net")
         if f.overlay:
             for path in (upper, work, merged):
                 os.makedirs(path, exist_ok=True)
@@ -200,6 +205,8 @@ class Sandbox:
                   "--bind", self.directory, AGENT_DIR]
         for host, inside in runtime_binds():
             bwrap += ["--ro-bind", host, inside]
+        for host, inside, read_only in getattr(self, "volume_binds", ()):  # volumes (worker/_volumes.py)
+            bwrap += ["--ro-bind" if read_only else "--bind", host, inside]
         if os.path.exists("/etc/resolv.conf") and (f.overlay or os.path.exists(
                 os.path.join(self.image_root, "etc/resolv.conf"))):
             bwrap += ["--ro-bind", os.path.realpath("/etc/resolv.conf"), "/etc/resolv.conf"]

@@ -1,0 +1,10 @@
+"""Checkpoints for preemption-resume, the retry/resume policy, and warm-start snapshots."""
+from ._checkpoints import CheckpointError, CheckpointManager, CorruptCheckpoint
+from ._policy import LossKind, charge_attempt, classify_exit
+from ._zygote import Zygote, ZygoteError
+from ._criu import CriuSupport, detect_criu
+
+__all__ = [
+    "CheckpointError", "CheckpointManager", "CorruptCheckpoint", "CriuSupport", "LossKind", "Zygote",
+    "ZygoteError", "charge_attempt", "classify_exit", "detect_criu",
+]

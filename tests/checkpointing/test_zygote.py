@@ -1,0 +1,43 @@
+"""The fork-server zygote forks warmed children that run a module, and reports their exits."""
+import os
+import sys
+import time
+
+import pytest
+
+from checkpointing import Zygote, ZygoteError, detect_criu
+
+
+def test_zygote_forks_a_module_with_stdio_env_and_exit_code(tmp_path):
+    (tmp_path / "childmod.py").write_text(
+        "import os, sys, json\nprint(os.environ['GREETING'], sys.argv[1:], 'json' in sys.modules)\nsys.exit(3)\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path), GREETING="hi")
+    with Zygote(["json"], env=env) as zygote:
+        out = tmp_path / "out"
+        with open(out, "wb") as f:
+            child = zygote.spawn("childmod", ["a", "b"], env=env, cwd=str(tmp_path), stdout=f.fileno())
+        assert child.wait(10) == 3
+        assert out.read_text().strip() == "hi ['a', 'b'] True"
+        # Many children from one warm parent; each is cheap.
+        started = time.monotonic()
+        kids = [zygote.spawn("childmod", [], env=env, stdout=os.open(os.devnull, os.O_WRONLY)) for _ in range(5)]
+        assert [k.wait(10) for k in kids] == [3] * 5
+        assert time.monotonic() - started < 5
+
+
+def test_zygote_reports_a_signal_and_bad_preload(tmp_path):
+    (tmp_path / "sleeper.py").write_text("import time\ntime.sleep(30)\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    with Zygote(env=env) as zygote:
+        child = zygote.spawn("sleeper", env=env)
+        assert child.poll() is None
+        os.kill(child.pid, 9)
+        assert child.wait(10) == -9
+    with pytest.raises(ZygoteError):
+        Zygote(["no_such_module_anywhere"])
+
+
+def test_criu_detection_says_why():
+    support = detect_criu()
+    assert support.usable or support.reason
+    assert not detect_criu("/nonexistent/criu").usable
