@@ -31,7 +31,9 @@ def charge_exit(engine, container, req) -> bool:
     worker = engine.workers.get(container.worker_id)
     kind = classify_exit(req.exit_code, preempting=bool(getattr(worker, "preempting", False)), requested=req.requested,
                          oom="out of memory" in (req.stderr_tail or "").lower())
-    if not charge_attempt(kind):
+    # A SIGKILL that is not an out-of-memory kill (the sandbox reports those) comes from outside the
+    # user's code (an operator, a dying host): it is the infrastructure's loss, not the user's.
+    if not charge_attempt(kind, free_kills=True):
         log.info("container %s exit (%s) re-queues its input for free", container.container_id, kind.value)
         return False
     return True

@@ -185,18 +185,38 @@ def test_lost_worker_requeues_without_spending_retries(plane):
     container.thread.join(5)
 
 
-def test_container_crash_spends_a_retry_and_names_the_exit(plane):
-    wid = _register_worker(plane)
-    _, fid = _app_and_function(plane, retries=0)
+def _crash_running_input(plane, wid, fid, exit_code, stderr_tail):
     call = plane.client.FunctionMap(client_pb2.FunctionMapRequest(function_id=fid, kind=client_pb2.CALL_KIND_SPAWN, inputs=[_input(3)], closed=True), metadata=plane.md)
     cid = _next_assignment(plane, wid).start.container_id
     resp = plane.container.ContainerExchange(worker_pb2.ContainerExchangeRequest(container_id=cid, max_inputs=1, timeout_s=2, ready=True), metadata=plane.md)
     plane.worker.WorkerContainerExited(worker_pb2.WorkerContainerExitedRequest(
-        worker_id=wid, container_id=cid, exit_code=-9, running_input_id=resp.inputs[0].input_id, stderr_tail="Killed\n"), metadata=plane.md)
+        worker_id=wid, container_id=cid, exit_code=exit_code, running_input_id=resp.inputs[0].input_id, stderr_tail=stderr_tail), metadata=plane.md)
+    return call
+
+
+def test_container_crash_spends_a_retry_and_names_the_exit(plane):
+    wid = _register_worker(plane)
+    _, fid = _app_and_function(plane, retries=0)
+    call = _crash_running_input(plane, wid, fid, -11, "Fatal Python error: Segmentation fault\n")
     got = plane.client.FunctionGetOutputs(client_pb2.FunctionGetOutputsRequest(call_id=call.call_id, timeout_s=5), metadata=plane.md)
     result = got.outputs[0].result
     assert result.status == common_pb2.RESULT_STATUS_INTERNAL_FAILURE
-    assert "exited with code -9" in result.exception
+    assert "exited with code -11" in result.exception
+
+
+def test_an_outside_sigkill_is_not_charged_but_out_of_memory_is(plane):
+    wid = _register_worker(plane)
+    _, hungry = _app_and_function(plane, retries=0, name="hungry")
+    oom = _crash_running_input(plane, wid, hungry, -9, "the container ran out of memory (limit 512 MiB)\n")
+    got = plane.client.FunctionGetOutputs(client_pb2.FunctionGetOutputsRequest(call_id=oom.call_id, timeout_s=5), metadata=plane.md)
+    assert got.outputs[0].result.status == common_pb2.RESULT_STATUS_INTERNAL_FAILURE
+    assert "out of memory" in got.outputs[0].result.exception
+    _, fid = _app_and_function(plane, retries=0)
+    killed = _crash_running_input(plane, wid, fid, -9, "")
+    # Re-queued for free: no output, and a new container is asked for to run it again.
+    got = plane.client.FunctionGetOutputs(client_pb2.FunctionGetOutputsRequest(call_id=killed.call_id, timeout_s=1), metadata=plane.md)
+    assert not got.outputs and got.num_done == 0
+    assert _next_assignment(plane, wid).start.function_id == fid
 
 
 def test_backpressure_is_resource_exhausted(tmp_path):
