@@ -440,14 +440,34 @@ class Function:
         inputs = encode(first)  # an unpicklable first batch fails before anything is sent
         pb = client.pb
         req = pb.FunctionMapRequest(function_id=self._function_id, kind=_CALL_KIND_MAP, inputs=inputs, closed=is_last)
-        resp = send_with_backoff(lambda: _rpc(client.stub.FunctionMap, req, client, RPC_SLACK_S))
+        # --- map across a fabric restart: batches are retried while the fabric is UNAVAILABLE ---
+        # A FunctionMap stored just before the connection dropped leaves an orphan call whose
+        # outputs nobody reads; the caller still gets each output once, from the retried call.
+        resp = send_with_backoff(lambda: client._retrying(
+            lambda: client.stub.FunctionMap(req, metadata=client.metadata, timeout=RPC_SLACK_S), True))
         call_id = resp.call_id
         if is_last:
             return client, call_id, None, len(first)
+        accepted = [len(first)]  # inputs the call holds; the feeder sends one batch at a time
 
         def put(batch_inputs: list, closed: bool) -> Any:
             put_req = pb.FunctionPutInputsRequest(call_id=call_id, inputs=batch_inputs, closed=closed)
-            return _rpc(client.stub.FunctionPutInputs, put_req, client, RPC_SLACK_S)
+            retried = [False]
+
+            def attempt() -> Any:
+                # A batch stored before the connection dropped must not be stored twice: on a retry,
+                # ask how many inputs the call already holds.
+                if retried[0]:
+                    info = client.call("FunctionCallGetInfo", pb.FunctionCallGetInfoRequest(call_id=call_id), timeout=10.0)
+                    if info.num_inputs >= accepted[0] + len(batch_inputs):
+                        return None
+                retried[0] = True
+                return client.stub.FunctionPutInputs(put_req, metadata=client.metadata, timeout=RPC_SLACK_S)
+
+            resp = client._retrying(attempt, True)
+            accepted[0] += len(batch_inputs)
+            return resp
+        # --- end map across a fabric restart ---
 
         return client, call_id, InputFeeder(put, encode, chunks, sent=len(first)), len(first)
 

@@ -384,6 +384,9 @@ class ContainerServicer(worker_pb2_grpc.FabricContainerServicer):
         if request.ready and not container.ready:
             container.ready = True
             fn.start_failures = 0
+            charge = engine.ledger.open.get(container.container_id)
+            if charge is not None and request.start_kind:  # for the metrics (web/_metrics.py)
+                charge.start_kind = request.start_kind
         cancelled, container.cancelled = container.cancelled, []
         taken = []
         if request.max_inputs > 0 and not container.shutdown:

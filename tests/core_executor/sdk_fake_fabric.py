@@ -61,6 +61,8 @@ class FakeFabric(client_pb2_grpc.FabricClientServicer):
         self.heartbeat_timeout_s = 30.0
         self.reject_put_inputs = 0  # answer RESOURCE_EXHAUSTED this many times
         self.unavailable_hellos = 0  # answer UNAVAILABLE this many times
+        self.unavailable_puts = 0  # FunctionPutInputs: UNAVAILABLE, nothing stored, this many times
+        self.lost_put_replies = 0  # FunctionPutInputs: batch stored, then UNAVAILABLE, this many times
         self.invoke_wait_cap_s = 25.0
         self.print_per_input = False  # add "ran <args>" log entries for each input
         self.requests: list[tuple[str, Any]] = []
@@ -229,11 +231,17 @@ class FakeFabric(client_pb2_grpc.FabricClientServicer):
         if self.reject_put_inputs > 0:
             self.reject_put_inputs -= 1
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "queue full")
+        if self.unavailable_puts > 0:
+            self.unavailable_puts -= 1
+            context.abort(grpc.StatusCode.UNAVAILABLE, "restarting")
         call = self.calls[request.call_id]
         with self.cond:
             ids = self._put(call, request.inputs)
             call.closed = request.closed
             self.cond.notify_all()
+        if self.lost_put_replies > 0:  # the fabric stored the batch, then the connection dropped
+            self.lost_put_replies -= 1
+            context.abort(grpc.StatusCode.UNAVAILABLE, "connection dropped")
         return pb.FunctionPutInputsResponse(input_ids=ids)
 
     def FunctionInvoke(self, request, context):

@@ -116,6 +116,18 @@ def test_map_keeps_input_order_across_batches_with_backpressure(fake_server):
     assert last_put.closed
 
 
+def test_map_resends_a_batch_lost_to_unavailable_but_never_stores_one_twice(fake_server):
+    fabric_state = fake_server.fabric
+    fabric_state.max_inputs_per_batch = 10
+    fabric_state.unavailable_puts = 1  # not stored: sent again
+    fabric_state.lost_put_replies = 1  # stored, reply lost: not sent again
+    with app.run():
+        assert list(square.map(range(50))) == [x * x for x in range(50)]
+    call = next(iter(fabric_state.calls.values()))
+    assert call.num_inputs == 50
+    assert "FunctionCallGetInfo" in fabric_state.names()
+
+
 def test_map_variants(fake_server):
     with app.run():
         assert sorted(square.map(range(20), order_outputs=False)) == sorted(x * x for x in range(20))
