@@ -30,6 +30,8 @@ class Charge:
     price_per_hour: float
     started_at: float
     seconds: float = 0.0
+    # Containers: "cold", "fork_server" or "snapshot", as the container reported when ready.
+    start_kind: str = ""
 
     @property
     def usd(self) -> float:

@@ -15,6 +15,7 @@ from ._engine import FabricError
 from ._object_store import KIND_DICT, KIND_QUEUE, ObjectStore, SQLiteObjectStore, StoredObject
 from ._records import Notifier, new_id
 from ._secrets import SecretVault
+from ._tokens import DEFAULT_WORKSPACE, current_workspace, listed_here, name_owner, scoped_name, visible
 
 OBJECTS_FILE_NAME = "objects.sqlite3"
 MAX_QUEUE_ITEM_BYTES = 1024 * 1024
@@ -115,10 +116,17 @@ class ObjectsServicer(objects_pb2_grpc.FabricObjectsServicer):
 
     def _object(self, object_id: str, kind: int) -> StoredObject:
         obj = self.store.get_object(object_id) if object_id else None
-        if obj is None or obj.kind != kind:
+        # Another workspace's object answers as if it did not exist (names are "workspace/name").
+        if obj is None or obj.kind != kind or not visible(name_owner(obj.name)[0]):
             what = _KIND_NAMES.get(kind, "object")
             raise FabricError("NOT_FOUND", f"{what} {object_id!r} not found (it was deleted, or it was ephemeral and expired)")
         return obj
+
+    def _visible_id(self, object_id: str) -> bool:
+        if current_workspace() is None:
+            return True
+        obj = self.store.get_object(object_id)
+        return obj is not None and visible(name_owner(obj.name)[0])
 
     def _notifier(self, object_id: str, partition: str) -> Notifier:
         key = (object_id, partition)
@@ -139,6 +147,9 @@ class ObjectsServicer(objects_pb2_grpc.FabricObjectsServicer):
             if request.name:
                 raise FabricError("INVALID_ARGUMENT", f"an ephemeral {what} has no name")
             obj = StoredObject(new_id(_ID_PREFIX[kind]), kind, "", self.clock(), True)
+            if (current_workspace() or DEFAULT_WORKSPACE) != DEFAULT_WORKSPACE:
+                # Records the owner; "~" is not allowed in names, so no lookup by name finds it.
+                obj.name = scoped_name("~" + obj.object_id)
             self.store.create_object(obj)
             self._heartbeats[obj.object_id] = self.clock()
             return objects_pb2.ObjectGetOrCreateResponse(object_id=obj.object_id, created=True, ephemeral_ttl_s=ttl)
@@ -147,7 +158,7 @@ class ObjectsServicer(objects_pb2_grpc.FabricObjectsServicer):
                 "INVALID_ARGUMENT",
                 f"{what} name must be 1-64 letters, digits, '.', '_' or '-' starting with a letter or digit; got {request.name!r}",
             )
-        obj = self.store.find_object(kind, request.name)
+        obj = self.store.find_object(kind, scoped_name(request.name))
         if obj is not None:
             return objects_pb2.ObjectGetOrCreateResponse(object_id=obj.object_id, ephemeral_ttl_s=ttl)
         if not request.create_if_missing:
@@ -155,7 +166,7 @@ class ObjectsServicer(objects_pb2_grpc.FabricObjectsServicer):
                 "NOT_FOUND",
                 f"no {what} named {request.name!r}; use {what}.from_name({request.name!r}, create_if_missing=True) to create it",
             )
-        obj = StoredObject(new_id(_ID_PREFIX[kind]), kind, request.name, self.clock(), False)
+        obj = StoredObject(new_id(_ID_PREFIX[kind]), kind, scoped_name(request.name), self.clock(), False)
         self.store.create_object(obj)
         return objects_pb2.ObjectGetOrCreateResponse(object_id=obj.object_id, created=True, ephemeral_ttl_s=ttl)
 
@@ -163,8 +174,10 @@ class ObjectsServicer(objects_pb2_grpc.FabricObjectsServicer):
     async def ObjectDelete(self, request, context):
         object_id = request.object_id
         if not object_id:
-            obj = self.store.find_object(request.kind, request.name)
-            object_id = obj.object_id if obj is not None else ""
+            obj = self.store.find_object(request.kind, scoped_name(request.name)) if request.name else None
+        else:
+            obj = self.store.get_object(object_id)
+        object_id = obj.object_id if obj is not None and visible(name_owner(obj.name)[0]) else ""
         if not (object_id and self._delete(object_id)) and not request.allow_missing:
             what = _KIND_NAMES.get(request.kind, "object")
             raise FabricError("NOT_FOUND", f"no {what} {request.name or request.object_id!r} to delete")
@@ -174,7 +187,7 @@ class ObjectsServicer(objects_pb2_grpc.FabricObjectsServicer):
     async def ObjectHeartbeat(self, request, context):
         now = self.clock()
         for object_id in request.object_ids:
-            if object_id in self._heartbeats:
+            if object_id in self._heartbeats and self._visible_id(object_id):
                 self._heartbeats[object_id] = now
         return objects_pb2.ObjectsEmpty()
 
@@ -182,8 +195,10 @@ class ObjectsServicer(objects_pb2_grpc.FabricObjectsServicer):
     async def ObjectList(self, request, context):
         infos = []
         for obj in self.store.list_objects(request.kind):
+            if obj.ephemeral or not listed_here(obj.name):
+                continue
             size = self.store.dict_len(obj.object_id) if obj.kind == KIND_DICT else self.store.queue_len(obj.object_id, None)
-            infos.append(objects_pb2.ObjectInfo(object_id=obj.object_id, kind=obj.kind, name=obj.name,
+            infos.append(objects_pb2.ObjectInfo(object_id=obj.object_id, kind=obj.kind, name=name_owner(obj.name)[1],
                                                 created_at=obj.created_at, size=size))
         return objects_pb2.ObjectListResponse(objects=infos)
 

@@ -8,10 +8,12 @@ import logging
 import os
 import re
 import time
+from dataclasses import replace
 from typing import Callable, Iterable, Mapping
 
 from ._engine import FabricError
 from ._object_store import ObjectStore, StoredSecret
+from ._tokens import listed_here, name_owner, scoped_name
 
 log = logging.getLogger("gpu_fabric.control_plane")
 
@@ -84,8 +86,8 @@ class SecretVault:
         except InvalidToken:
             raise FabricError(
                 "FAILED_PRECONDITION",
-                f"secret {secret.name!r} cannot be decrypted with {self.key_path} (was the key file replaced?); "
-                f"recreate it with `gpufabric secret create {secret.name} KEY=VALUE --force`",
+                f"secret {name_owner(secret.name)[1]!r} cannot be decrypted with {self.key_path} (was the key file "
+                f"replaced?); recreate it with `gpufabric secret create {name_owner(secret.name)[1]} KEY=VALUE --force`",
             ) from None
 
     def _anonymous_name(self, app_id: str, env: Mapping[str, str]) -> str:
@@ -97,7 +99,10 @@ class SecretVault:
         return ANONYMOUS_PREFIX + digest[:24]
 
     # -- operations
-    def create(self, name: str, env: Mapping[str, str], *, overwrite: bool = False, app_id: str = "") -> str:
+    # Secrets belong to a workspace: `workspace` defaults to the RPC's (_tokens.scoped_name), and
+    # names here are the ones people use; the store holds "workspace/name" outside the default one.
+    def create(self, name: str, env: Mapping[str, str], *, overwrite: bool = False, app_id: str = "",
+               workspace: str | None = None) -> str:
         """Store a secret (or, with an empty name and an app id, the app's anonymous one); returns its name."""
         _check_env(env)
         if not name:
@@ -112,36 +117,37 @@ class SecretVault:
                 )
             app_id = ""
         now = self.clock()
-        existing = self.store.get_secret(name)
+        existing = self.store.get_secret(scoped_name(name, workspace))
         if existing is not None and not overwrite:
             raise FabricError("ALREADY_EXISTS", f"secret {name!r} already exists; pass --force (overwrite=True) to replace it")
         created = existing.created_at if existing is not None else now
-        self.store.put_secret(StoredSecret(name, sorted(env), self._encrypt(env), created, now, app_id))
+        self.store.put_secret(StoredSecret(scoped_name(name, workspace), sorted(env), self._encrypt(env), created, now, app_id))
         return name
 
     def list(self, include_anonymous: bool = False) -> list[StoredSecret]:
-        """Every secret (names and key names only are meant to leave this process)."""
-        return [s for s in self.store.list_secrets() if include_anonymous or not s.app_id]
+        """The RPC's workspace's secrets (names and key names only are meant to leave this process)."""
+        return [replace(s, name=name_owner(s.name)[1]) for s in self.store.list_secrets()
+                if (include_anonymous or not s.app_id) and listed_here(s.name)]
 
     def delete(self, name: str, allow_missing: bool = False) -> None:
-        if not self.store.delete_secret(name) and not allow_missing:
+        if not self.store.delete_secret(scoped_name(name)) and not allow_missing:
             raise FabricError("NOT_FOUND", f"no secret named {name!r}; `gpufabric secret list` shows them")
 
-    def check_names(self, names: Iterable[str], app_id: str) -> None:
+    def check_names(self, names: Iterable[str], app_id: str, workspace: str | None = None) -> None:
         """Raise NOT_FOUND naming the first secret a function refers to that does not exist."""
         for name in names:
-            secret = self.store.get_secret(name)
+            secret = self.store.get_secret(scoped_name(name, workspace))
             if secret is None or (secret.app_id and secret.app_id != app_id):
                 if name.startswith(ANONYMOUS_PREFIX):
                     raise FabricError("NOT_FOUND", f"anonymous secret {name!r} does not belong to this app; "
                                                    "register it with the app's FunctionCreate (Secret.from_dict)")
                 raise FabricError("NOT_FOUND", f"secret {name!r} not found; {create_hint(name)}")
 
-    def env_for(self, names: Iterable[str], app_id: str) -> dict[str, str]:
-        """The merged environment of `names` (later ones win), for one container of `app_id`."""
+    def env_for(self, names: Iterable[str], app_id: str, workspace: str | None = None) -> dict[str, str]:
+        """The merged environment of `names` (later ones win), for one container of `app_id` (of `workspace`)."""
         env: dict[str, str] = {}
         for name in names:
-            secret = self.store.get_secret(name)
+            secret = self.store.get_secret(scoped_name(name, workspace))
             if secret is None or (secret.app_id and secret.app_id != app_id):
                 raise FabricError("FAILED_PRECONDITION", f"secret {name!r} was deleted; {create_hint(name)}")
             env.update(self._decrypt(secret))

@@ -343,7 +343,7 @@ class ContainerServicer(worker_pb2_grpc.FabricContainerServicer):
         return worker_pb2.ContainerHelloResponse(
             function_id=fn.function_id, app_id=fn.app_id, spec=fn.spec, definition=fn.definition,
             app_function_ids=dict(app.function_ids),
-            secret_env=self.secrets.env_for(fn.spec.secret_names, fn.app_id) if self.secrets is not None else {},
+            secret_env=self.secrets.env_for(fn.spec.secret_names, fn.app_id, app.workspace) if self.secrets is not None else {},
         )
 
     def _app_of_logs(self, container, request) -> str:

@@ -46,6 +46,30 @@ def set_workspace(workspace: str) -> contextvars.Token:
     return _current.set(workspace)
 
 
+# --- names of workspace-owned things (Dicts, Queues, secrets, volumes)
+# They are stored as "workspace/name" for every workspace but the default one. "/" is not allowed
+# in their names, so nothing collides, and a one-workspace fabric's stored names stay as they were.
+def scoped_name(name: str, workspace: str | None = None) -> str:
+    """The stored form of `name` in `workspace` (by default the RPC's; the default one outside an RPC)."""
+    workspace = workspace or _current.get() or DEFAULT_WORKSPACE
+    if workspace == DEFAULT_WORKSPACE and "/" not in name:
+        return name
+    # A name with "/" (never a valid one) stays in its own workspace: "main/b/x", never "b/x".
+    return f"{workspace}/{name}"
+
+
+def name_owner(stored: str) -> tuple[str, str]:
+    """(workspace, name) of a stored name."""
+    workspace, sep, name = stored.partition("/")
+    return (workspace, name) if sep else (DEFAULT_WORKSPACE, stored)
+
+
+def listed_here(stored: str) -> bool:
+    """Whether a listing on the RPC being served shows the stored name: only its own workspace's."""
+    return name_owner(stored)[0] == (_current.get() or DEFAULT_WORKSPACE)
+# --- end names of workspace-owned things
+
+
 def required_grant(method: str) -> str:
     """The grant `method` ("/gpu_fabric.v1.Service/Name") needs; unknown methods are admin-only."""
     service, _, name = method.rpartition("/")

@@ -11,6 +11,7 @@ import grpc
 from gpu_fabric.proto import volumes_pb2 as pb
 from gpu_fabric.proto import volumes_pb2_grpc
 
+from ._tokens import DEFAULT_WORKSPACE, current_workspace, scoped_name
 from .volumes import VolumeError, VolumeStore, backend_from_url
 
 log = logging.getLogger("gpu_fabric.control_plane")
@@ -45,47 +46,51 @@ class VolumesServicer(volumes_pb2_grpc.FabricVolumesServicer):
 
     @staticmethod
     def _info(info: dict) -> pb.VolumeInfo:
-        return pb.VolumeInfo(**info)
+        return pb.VolumeInfo(**{**info, "name": info["name"].rpartition("/")[2]})
 
+    # Volumes belong to the RPC's workspace: the store names them "workspace/name" outside the
+    # default one (_tokens.scoped_name), so a name never reaches another workspace's volume.
     @_status
     async def VolumeGetOrCreate(self, request, context):
-        return self._info(await asyncio.to_thread(self.store.get_or_create, request.name, request.create_if_missing))
+        return self._info(await asyncio.to_thread(self.store.get_or_create, scoped_name(request.name), request.create_if_missing))
 
     @_status
     async def VolumeList(self, request, context):
+        workspace = current_workspace() or DEFAULT_WORKSPACE
+
         def infos():
-            return [self.store.info(n) for n in self.store.names()]
+            return [self.store.info(n) for n in self.store.names("" if workspace == DEFAULT_WORKSPACE else workspace)]
 
         return pb.VolumeListResponse(volumes=[self._info(i) for i in await asyncio.to_thread(infos)])
 
     @_status
     async def VolumeDelete(self, request, context):
-        await asyncio.to_thread(self.store.delete, request.name, request.allow_missing)
+        await asyncio.to_thread(self.store.delete, scoped_name(request.name), request.allow_missing)
         return pb.VolumeDeleteResponse()
 
     @_status
     async def VolumeGetManifest(self, request, context):
-        version, files = await asyncio.to_thread(self.store.manifest, request.name)
+        version, files = await asyncio.to_thread(self.store.manifest, scoped_name(request.name))
         return pb.VolumeManifest(name=request.name, version=version, files=[_file(p, e) for p, e in sorted(files.items())])
 
     @_status
     async def VolumeMissingBlocks(self, request, context):
-        missing = await asyncio.to_thread(self.store.missing_blocks, request.name, list(request.hashes))
+        missing = await asyncio.to_thread(self.store.missing_blocks, scoped_name(request.name), list(request.hashes))
         return pb.VolumeBlocksRequest(name=request.name, hashes=missing)
 
     @_status
     async def VolumePutBlocks(self, request, context):
-        digests = await asyncio.to_thread(self.store.put_blocks, request.name, list(request.blocks))
+        digests = await asyncio.to_thread(self.store.put_blocks, scoped_name(request.name), list(request.blocks))
         return pb.VolumeBlocksRequest(name=request.name, hashes=digests)
 
     @_status
     async def VolumeGetBlock(self, request, context):
-        return pb.VolumeBlock(data=await asyncio.to_thread(self.store.get_block, request.name, request.hash))
+        return pb.VolumeBlock(data=await asyncio.to_thread(self.store.get_block, scoped_name(request.name), request.hash))
 
     @_status
     async def VolumeCommit(self, request, context):
         puts = [{"path": f.path, "size": f.size, "blocks": list(f.blocks), "mode": f.mode, "mtime": f.mtime} for f in request.puts]
-        version = await asyncio.to_thread(self.store.commit, request.name, puts, list(request.deletes))
+        version = await asyncio.to_thread(self.store.commit, scoped_name(request.name), puts, list(request.deletes))
         return pb.VolumeCommitResponse(version=version)
 
     # -- preemption (simulated notices for the local provider; listing for the CLI) ---------------

@@ -345,3 +345,18 @@ def test_redeploy_counts_versions(plane):
     assert first == second
     (app,) = [a for a in plane.client.AppList(client_pb2.AppListRequest(), metadata=plane.md).apps if a.app_id == first]
     assert app.version == 2
+
+
+def test_a_ready_container_reports_how_it_started_for_the_metrics(plane):
+    from gpu_fabric.web import _metrics
+
+    wid = _register_worker(plane)
+    _, fid = _app_and_function(plane)
+    plane.client.FunctionMap(client_pb2.FunctionMapRequest(function_id=fid, kind=client_pb2.CALL_KIND_SPAWN, inputs=[_input(3)], closed=True), metadata=plane.md)
+    cid = _next_assignment(plane, wid).start.container_id
+    plane.container.ContainerExchange(worker_pb2.ContainerExchangeRequest(
+        container_id=cid, max_inputs=0, timeout_s=0, ready=True, start_kind="fork_server"), metadata=plane.md)
+    assert plane.run_in_loop(lambda: plane.engine.ledger.open[cid].start_kind) == "fork_server"
+    history = type("History", (), {"calls_by_status": {}, "inputs_by_status": {}})()
+    text = plane.run_in_loop(lambda: _metrics.render(plane.engine, history, {}))
+    assert 'gpufabric_container_starts_total{kind="fork_server"} 1' in text

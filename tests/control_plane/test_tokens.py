@@ -7,7 +7,8 @@ import pytest
 from gpu_fabric.control_plane import _tokens
 from gpu_fabric.control_plane._shared import open_token_table
 from gpu_fabric.control_plane._tokens import Principal, TokenRegistry, required_grant
-from gpu_fabric.proto import client_pb2, common_pb2, worker_pb2
+from gpu_fabric.proto import client_pb2, common_pb2, objects_pb2, objects_pb2_grpc, volumes_pb2, volumes_pb2_grpc, worker_pb2
+from tests.pg_server import pg_url  # noqa: F401 - fixture
 
 from .conftest import RunningPlane
 from .test_protocol import _input, _register_worker
@@ -157,3 +158,124 @@ def test_containers_get_a_container_token_of_their_workspace(team):
     other = plane.plane.tokens.container_token("b")
     assert _code(lambda: plane.container.ContainerHello(worker_pb2.ContainerHelloRequest(
         container_id=assignment.start.container_id), metadata=_md(other))) == grpc.StatusCode.NOT_FOUND
+
+
+# --- Dicts, Queues, secrets and volumes per workspace, on SQLite and PostgreSQL
+@pytest.fixture(params=["sqlite", "postgres"])
+def team_db(request, tmp_path):
+    """Like `team`, on either state store (the PostgreSQL one needs a server: tests/pg_server.py)."""
+    database = request.getfixturevalue("pg_url") if request.param == "postgres" else ""
+    data_dir = str(tmp_path / "fabric")
+    table = open_token_table(data_dir, database)
+    tokens = {f"{ws}-{role}": table.create(ws, role)[1] for ws in ("a", "b") for role in ("deploy", "invoke")}
+    table.close()
+    running = RunningPlane(data_dir, heartbeat_timeout_s=5.0, database=database)
+    yield running, tokens
+    running.stop()
+
+
+def _fill(plane, objects, volumes, md, who):
+    """Dict, Queue, secret and volume `shared` of the token's workspace, each holding `who`."""
+    get = objects_pb2.ObjectGetOrCreateRequest
+    dict_id = objects.ObjectGetOrCreate(get(kind=objects_pb2.OBJECT_KIND_DICT, name="shared", create_if_missing=True), metadata=md).object_id
+    objects.DictPut(objects_pb2.DictPutRequest(object_id=dict_id, entries=[objects_pb2.DictEntry(key=b"k", value=who)]), metadata=md)
+    queue_id = objects.ObjectGetOrCreate(get(kind=objects_pb2.OBJECT_KIND_QUEUE, name="shared", create_if_missing=True), metadata=md).object_id
+    objects.QueuePut(objects_pb2.QueuePutRequest(object_id=queue_id, values=[who]), metadata=md)
+    objects.SecretCreate(objects_pb2.SecretCreateRequest(name="shared", env={"WHO": who.decode()}), metadata=md)
+    volumes.VolumeGetOrCreate(volumes_pb2.VolumeGetOrCreateRequest(name="shared", create_if_missing=True), metadata=md)
+    digest = volumes.VolumePutBlocks(volumes_pb2.VolumePutBlocksRequest(name="shared", blocks=[who]), metadata=md).hashes[0]
+    volumes.VolumeCommit(volumes_pb2.VolumeCommitRequest(name="shared", puts=[volumes_pb2.VolumeFile(
+        path="who", size=len(who), blocks=[digest], mode=0o644)]), metadata=md)
+    return dict_id, queue_id, digest
+
+
+def _seen(objects, volumes, md, secrets=True):
+    """What a token's workspace sees by name: (dict value, queue items, secrets, volumes, the volume's data)."""
+    get = objects_pb2.ObjectGetOrCreateRequest
+    dict_id = objects.ObjectGetOrCreate(get(kind=objects_pb2.OBJECT_KIND_DICT, name="shared"), metadata=md).object_id
+    queue_id = objects.ObjectGetOrCreate(get(kind=objects_pb2.OBJECT_KIND_QUEUE, name="shared"), metadata=md).object_id
+    items = objects.QueueNextItems(objects_pb2.QueueNextItemsRequest(object_id=queue_id), metadata=md).items
+    listed = objects.SecretList(objects_pb2.SecretListRequest(include_anonymous=True), metadata=md).secrets if secrets else []
+    manifest = volumes.VolumeGetManifest(volumes_pb2.VolumeGetManifestRequest(name="shared"), metadata=md)
+    return (objects.DictGet(objects_pb2.DictGetRequest(object_id=dict_id, key=b"k"), metadata=md).value,
+            [i.value for i in items],
+            [(s.name, list(s.keys)) for s in listed],
+            [(v.name, v.files) for v in volumes.VolumeList(volumes_pb2.VolumeListRequest(), metadata=md).volumes],
+            [volumes.VolumeGetBlock(volumes_pb2.VolumeGetBlockRequest(name="shared", hash=f.blocks[0]), metadata=md).data
+             for f in manifest.files])
+
+
+def test_objects_secrets_and_volumes_are_per_workspace(team_db):
+    plane, tokens = team_db
+    objects = objects_pb2_grpc.FabricObjectsStub(plane.channel)
+    volumes = volumes_pb2_grpc.FabricVolumesStub(plane.channel)
+    a, b, main = _md(tokens["a-deploy"]), _md(tokens["b-deploy"]), plane.md
+    a_dict, a_queue, a_block = _fill(plane, objects, volumes, a, b"a")
+    b_dict, b_queue, _ = _fill(plane, objects, volumes, b, b"b")
+    _fill(plane, objects, volumes, main, b"main")  # the default workspace: names stored as before
+    assert len({a_dict, b_dict}) == 2 and a_queue != b_queue
+    for md, who in ((a, b"a"), (b, b"b"), (main, b"main")):
+        assert _seen(objects, volumes, md) == (who, [who], [("shared", ["WHO"])], [("shared", 1)], [who])
+        listed = objects.ObjectList(objects_pb2.ObjectListRequest(kind=objects_pb2.OBJECT_KIND_DICT), metadata=md).objects
+        assert [o.name for o in listed] == ["shared"]
+    # Ids of another workspace's objects: NOT_FOUND through every RPC that takes one.
+    attempts = [
+        lambda: objects.DictGet(objects_pb2.DictGetRequest(object_id=a_dict, key=b"k"), metadata=b),
+        lambda: objects.DictPut(objects_pb2.DictPutRequest(object_id=a_dict, entries=[objects_pb2.DictEntry(key=b"k", value=b"x")]), metadata=b),
+        lambda: objects.DictPop(objects_pb2.DictPopRequest(object_id=a_dict, key=b"k"), metadata=b),
+        lambda: objects.DictContains(objects_pb2.DictContainsRequest(object_id=a_dict, key=b"k"), metadata=b),
+        lambda: objects.DictLen(objects_pb2.DictLenRequest(object_id=a_dict), metadata=b),
+        lambda: objects.DictContents(objects_pb2.DictContentsRequest(object_id=a_dict), metadata=b),
+        lambda: objects.DictClear(objects_pb2.DictClearRequest(object_id=a_dict), metadata=b),
+        lambda: objects.QueuePut(objects_pb2.QueuePutRequest(object_id=a_queue, values=[b"x"]), metadata=b),
+        lambda: objects.QueueGet(objects_pb2.QueueGetRequest(object_id=a_queue), metadata=b),
+        lambda: objects.QueueLen(objects_pb2.QueueLenRequest(object_id=a_queue, total=True), metadata=b),
+        lambda: objects.QueueNextItems(objects_pb2.QueueNextItemsRequest(object_id=a_queue), metadata=b),
+        lambda: objects.QueueClear(objects_pb2.QueueClearRequest(object_id=a_queue, all=True), metadata=b),
+        lambda: objects.ObjectDelete(objects_pb2.ObjectDeleteRequest(object_id=a_dict), metadata=b),
+        lambda: objects.ObjectDelete(objects_pb2.ObjectDeleteRequest(object_id=a_queue), metadata=main),
+        lambda: objects.DictGet(objects_pb2.DictGetRequest(object_id=a_dict, key=b"k"), metadata=main),
+        lambda: objects.DictGet(objects_pb2.DictGetRequest(object_id=b_dict, key=b"k"), metadata=a),
+        # Another workspace's volume block, by its hash, and names that try to reach across.
+        lambda: volumes.VolumeGetBlock(volumes_pb2.VolumeGetBlockRequest(name="shared", hash=a_block), metadata=b),
+        lambda: objects.ObjectDelete(objects_pb2.ObjectDeleteRequest(kind=objects_pb2.OBJECT_KIND_DICT, name="a/shared"), metadata=main),
+        lambda: objects.SecretDelete(objects_pb2.SecretDeleteRequest(name="a/shared"), metadata=main),
+    ]
+    for attempt in attempts:
+        assert _code(attempt) == grpc.StatusCode.NOT_FOUND
+    for attempt in [lambda: volumes.VolumeGetManifest(volumes_pb2.VolumeGetManifestRequest(name="a/shared"), metadata=main),
+                    lambda: volumes.VolumeDelete(volumes_pb2.VolumeDeleteRequest(name="a/shared"), metadata=b)]:
+        assert _code(attempt) in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT)
+    # An ephemeral Dict is its workspace's too, and listed nowhere.
+    eph = objects.ObjectGetOrCreate(objects_pb2.ObjectGetOrCreateRequest(kind=objects_pb2.OBJECT_KIND_DICT, ephemeral=True), metadata=a).object_id
+    objects.DictPut(objects_pb2.DictPutRequest(object_id=eph, entries=[objects_pb2.DictEntry(key=b"k", value=b"e")]), metadata=a)
+    assert _code(lambda: objects.DictLen(objects_pb2.DictLenRequest(object_id=eph), metadata=b)) == grpc.StatusCode.NOT_FOUND
+    assert [o.name for o in objects.ObjectList(objects_pb2.ObjectListRequest(kind=objects_pb2.OBJECT_KIND_DICT), metadata=a).objects] == ["shared"]
+    # b deletes its own by name; a's are untouched.
+    objects.ObjectDelete(objects_pb2.ObjectDeleteRequest(kind=objects_pb2.OBJECT_KIND_DICT, name="shared"), metadata=b)
+    objects.ObjectDelete(objects_pb2.ObjectDeleteRequest(kind=objects_pb2.OBJECT_KIND_QUEUE, name="shared"), metadata=b)
+    objects.SecretDelete(objects_pb2.SecretDeleteRequest(name="shared"), metadata=b)
+    volumes.VolumeDelete(volumes_pb2.VolumeDeleteRequest(name="shared"), metadata=b)
+    assert _seen(objects, volumes, a) == (b"a", [b"a"], [("shared", ["WHO"])], [("shared", 1)], [b"a"])
+    assert objects.SecretList(objects_pb2.SecretListRequest(), metadata=b).secrets == []
+    assert volumes.VolumeList(volumes_pb2.VolumeListRequest(), metadata=b).volumes == []
+    # A function may only name its own workspace's secrets; its container gets those values.
+    spec = common_pb2.FunctionSpec(name="f", secret_names=["shared"])
+    definition = common_pb2.FunctionDefinition(kind=common_pb2.FunctionDefinition.KIND_SERIALIZED, pickled_function=b"x")
+    b_app = plane.client.AppCreate(client_pb2.AppCreateRequest(name="s", kind=client_pb2.APP_KIND_DEPLOYED), metadata=b).app_id
+    assert _code(lambda: plane.client.FunctionCreate(client_pb2.FunctionCreateRequest(app_id=b_app, spec=spec, definition=definition),
+                                                     metadata=b)) == grpc.StatusCode.NOT_FOUND
+    a_app = plane.client.AppCreate(client_pb2.AppCreateRequest(name="s", kind=client_pb2.APP_KIND_DEPLOYED), metadata=a).app_id
+    fid = plane.client.FunctionCreate(client_pb2.FunctionCreateRequest(app_id=a_app, spec=spec, definition=definition), metadata=a).function_id
+    wid = _register_worker(plane)
+    plane.client.FunctionMap(client_pb2.FunctionMapRequest(function_id=fid, kind=client_pb2.CALL_KIND_SPAWN,
+                                                           inputs=[_input(2)], closed=True), metadata=a)
+    stream = plane.worker.WorkerGetAssignments(worker_pb2.WorkerGetAssignmentsRequest(worker_id=wid), metadata=plane.md, timeout=5)
+    assignment = next(iter(stream))
+    stream.cancel()
+    container = _md(assignment.start.container_token)
+    hello = plane.container.ContainerHello(worker_pb2.ContainerHelloRequest(container_id=assignment.start.container_id), metadata=container)
+    assert dict(hello.secret_env) == {"WHO": "a"}
+    # The container's own Dict/Queue/volume calls land in its app's workspace.
+    assert _seen(objects, volumes, container, secrets=False) == (b"a", [b"a"], [], [("shared", 1)], [b"a"])
+    assert _code(lambda: objects.DictGet(objects_pb2.DictGetRequest(object_id=b_dict, key=b"k"), metadata=container)) == grpc.StatusCode.NOT_FOUND

@@ -41,6 +41,20 @@ def test_create_commit_read_delete(backend):
     store.delete("data", allow_missing=True)
 
 
+def test_workspace_volumes_are_kept_apart(backend):
+    # "ws/name": a volume of workspace ws (control_plane/_tokens.scoped_name); the default one's have no prefix.
+    store = VolumeStore(backend)
+    for name in ("ws", "ws/data", "other/data"):
+        store.get_or_create(name, True)
+        store.commit(name, [_put(store, name, "who", name.encode())], [])
+    assert store.names() == ["ws"] and store.names("ws") == ["ws/data"] and store.names("other") == ["other/data"]
+    store.delete("ws")  # the default workspace's volume "ws" is not workspace ws's storage
+    assert store.read_file("ws/data", "who") == b"ws/data" and store.names() == []
+    with pytest.raises(VolumeError) as err:
+        store.get_or_create("Bad/data", True)
+    assert err.value.code == "INVALID_ARGUMENT"
+
+
 def test_concurrent_commits_to_different_files_both_survive(backend):
     store = VolumeStore(backend)
     store.get_or_create("v", True)

@@ -16,6 +16,7 @@ __all__ = ["BLOCK_SIZE", "VolumeError", "VolumeStore", "check_path"]
 BLOCK_SIZE = 8 * 1024 * 1024
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _HASH = re.compile(r"^[0-9a-f]{64}$")
+_WORKSPACE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")  # as in control_plane/_tokens.py
 # Old manifests kept for readers that fetched a HEAD just before a commit moved it.
 KEEP_MANIFESTS = 4
 
@@ -51,13 +52,18 @@ class VolumeStore:
         with self._guard:
             return self._locks.setdefault(name, threading.Lock())
 
+    # A volume of a workspace other than the default one is named "workspace/name" here
+    # (control_plane/_tokens.scoped_name) and kept under ws/<workspace>/vol/<name>/, apart from
+    # the default workspace's vol/<name>/, so deleting or listing one never reaches the other.
     @staticmethod
     def _key(name: str, *rest: str) -> str:
-        return "/".join(("vol", name) + rest)
+        workspace, _, short = name.rpartition("/")
+        return "/".join((("ws", workspace, "vol") if workspace else ("vol",)) + (short,) + rest)
 
     def _check_name(self, name: str) -> None:
-        if not _NAME.match(name or ""):
-            raise VolumeError("INVALID_ARGUMENT", f"bad volume name {name!r}: letters, digits, '.', '_', '-' (up to 64)")
+        workspace, sep, short = (name or "").rpartition("/")
+        if not _NAME.match(short) or (sep and not _WORKSPACE.match(workspace)):
+            raise VolumeError("INVALID_ARGUMENT", f"bad volume name {short!r}: letters, digits, '.', '_', '-' (up to 64)")
 
     def _meta(self, name: str) -> Optional[dict]:
         raw = self.backend.get(self._key(name, "meta"))
@@ -67,7 +73,8 @@ class VolumeStore:
         self._check_name(name)
         meta = self._meta(name)
         if meta is None:
-            raise VolumeError("NOT_FOUND", f"no volume named {name!r}; create it with Volume.from_name({name!r}, create_if_missing=True)")
+            short = name.rpartition("/")[2]
+            raise VolumeError("NOT_FOUND", f"no volume named {short!r}; create it with Volume.from_name({short!r}, create_if_missing=True)")
         return meta
 
     # -- volumes ---------------------------------------------------------------------------
@@ -78,7 +85,7 @@ class VolumeStore:
             meta = self._meta(name)
             if meta is None:
                 if not create_if_missing:
-                    raise VolumeError("NOT_FOUND", f"no volume named {name!r}; pass create_if_missing=True to make it")
+                    raise VolumeError("NOT_FOUND", f"no volume named {name.rpartition('/')[2]!r}; pass create_if_missing=True to make it")
                 meta = {"created_at": self._clock()}
                 self.backend.put(self._key(name, "meta"), json.dumps(meta).encode())
         return self.info(name)
@@ -89,8 +96,12 @@ class VolumeStore:
         return {"name": name, "version": version, "created_at": meta["created_at"], "files": len(files),
                 "bytes": sum(f["size"] for f in files.values())}
 
-    def names(self) -> list[str]:
-        return sorted({key.split("/")[1] for key in self.backend.list("vol/") if key.endswith("/meta") and key.count("/") == 2})
+    def names(self, workspace: str = "") -> list[str]:
+        """The volumes of the default workspace, or (as "workspace/name") of `workspace`."""
+        prefix = f"ws/{workspace}/vol/" if workspace else "vol/"
+        depth = prefix.count("/") + 1
+        return sorted({(f"{workspace}/" if workspace else "") + key.split("/")[depth - 1] for key in self.backend.list(prefix)
+                       if key.endswith("/meta") and key.count("/") == depth})
 
     def delete(self, name: str, allow_missing: bool = False) -> None:
         self._check_name(name)
@@ -98,7 +109,7 @@ class VolumeStore:
             if self._meta(name) is None:
                 if allow_missing:
                     return
-                raise VolumeError("NOT_FOUND", f"no volume named {name!r}")
+                raise VolumeError("NOT_FOUND", f"no volume named {name.rpartition('/')[2]!r}")
             # The meta key goes first: a crash part-way leaves no half-visible volume.
             self.backend.delete(self._key(name, "meta"))
             for key in list(self.backend.list(self._key(name) + "/")):
