@@ -2,9 +2,9 @@
 from ._checkpoints import CheckpointError, CheckpointManager, CorruptCheckpoint
 from ._policy import LossKind, charge_attempt, classify_exit
 from ._zygote import Zygote, ZygoteError
-from ._criu import CriuSupport, detect_criu
+from ._criu import CriuError, CriuSupport, detect_criu, restore_process, snapshot_process
 
 __all__ = [
-    "CheckpointError", "CheckpointManager", "CorruptCheckpoint", "CriuSupport", "LossKind", "Zygote",
-    "ZygoteError", "charge_attempt", "classify_exit", "detect_criu",
+    "CheckpointError", "CheckpointManager", "CorruptCheckpoint", "CriuError", "CriuSupport", "LossKind", "Zygote",
+    "ZygoteError", "charge_attempt", "classify_exit", "detect_criu", "restore_process", "snapshot_process",
 ]

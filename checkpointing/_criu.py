@@ -1,13 +1,15 @@
-"""CRIU detection: whether this host can dump and restore processes (detected, never assumed)."""
+"""CRIU: detecting whether this host can dump and restore processes, and doing it (never assumed)."""
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Mapping, Optional, Sequence
 
-__all__ = ["CriuSupport", "detect_criu", "MIN_VERSION"]
+__all__ = ["CriuError", "CriuSupport", "detect_criu", "MIN_VERSION", "restore_process", "snapshot_process"]
 
 # Older CRIU (Debian 12's 3.17) fails on kernels >= 6.13 ("Unexpected rt vDSO area bounds").
 MIN_VERSION = (4, 1)
@@ -25,7 +27,8 @@ class CriuSupport:
 
 def detect_criu(criu: Optional[str] = None, *, timeout_s: float = 20.0) -> CriuSupport:
     """Find criu, check its version is >= 4.1 and that `criu check` passes on this kernel."""
-    path = criu or shutil.which("criu") or ""
+    # GPUFABRIC_CRIU: a criu built from source and not installed (docs/volumes.md, Warm starts).
+    path = criu or os.environ.get("GPUFABRIC_CRIU") or shutil.which("criu") or ""
     if not path:
         return CriuSupport(False, "criu is not installed (build 4.1.x from source; see docs/volumes.md)")
     try:
@@ -46,3 +49,56 @@ def detect_criu(criu: Optional[str] = None, *, timeout_s: float = 20.0) -> CriuS
         tail = (check.stderr or check.stdout).strip().splitlines()[-1:] or ["criu check failed"]
         return CriuSupport(False, f"criu check failed: {tail[0]}", path, version)
     return CriuSupport(True, "", path, version)
+
+
+class CriuError(Exception):
+    """A dump or restore failed; the message ends with the end of CRIU's log. Start cold instead."""
+
+
+def _run(argv: list[str], log: str, timeout_s: float) -> None:
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s)
+    if out.returncode != 0:
+        try:
+            with open(log) as f:
+                tail = "".join(f.readlines()[-5:])
+        except OSError:
+            tail = out.stderr
+        raise CriuError(f"{os.path.basename(argv[0])} {argv[1]} failed ({out.returncode}):\n{tail}")
+
+
+def snapshot_process(argv: Sequence[str], images_dir: str, *, ready_path: str, criu: str,
+                     env: Optional[Mapping[str, str]] = None, timeout_s: float = 120.0) -> float:
+    """Run `argv` until it creates `ready_path`, then dump it into `images_dir` (it ends there).
+
+    The process runs as PID 1 of its own PID namespace and session, so its image can be restored
+    many times, side by side, each into a new namespace. It must hold no TCP/UDP socket (CRIU 4.1
+    cannot dump one on kernels >= 6.16) and no file from another mount namespace. Returns the dump
+    time in seconds.
+    """
+    os.makedirs(images_dir, exist_ok=True)
+    holder = subprocess.Popen(["unshare", "--pid", "--fork", "setsid", *argv], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env=dict(env) if env is not None else None)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not os.path.exists(ready_path):
+            if holder.poll() is not None or time.monotonic() > deadline:
+                raise CriuError(f"the process to snapshot did not get ready (exit {holder.poll()})")
+            time.sleep(0.01)
+        with open(f"/proc/{holder.pid}/task/{holder.pid}/children") as f:
+            pid = int(f.read().split()[0])
+        started = time.monotonic()
+        # nftables: there is no iptables to lock the network with on these hosts.
+        _run([criu, "dump", "-t", str(pid), "-D", images_dir, "--network-lock", "nftables", "-o", "dump.log"],
+             os.path.join(images_dir, "dump.log"), timeout_s)
+        return time.monotonic() - started
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        holder.wait(10)
+
+
+def restore_process(images_dir: str, *, criu: str, timeout_s: float = 60.0) -> None:
+    """Restore a `snapshot_process` image, detached (its own PID namespace); returns once it runs."""
+    _run([criu, "restore", "-D", images_dir, "--restore-detached", "--network-lock", "nftables", "-o", "restore.log"],
+         os.path.join(images_dir, "restore.log"), timeout_s)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import array
 import json
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -26,9 +27,18 @@ class ZygoteError(Exception):
 
 _SERVER = r'''
 import array, importlib, json, os, runpy, signal, socket, sys
-path, preload = sys.argv[1], json.loads(sys.argv[2])
-for name in preload:
+path, config = sys.argv[1], json.loads(sys.argv[2])
+if config.get("parent"):
+    # Die with the process that started us (and, through the children's own request, they with us).
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != config["parent"]:
+        os._exit(1)
+for name in config["preload"]:
     importlib.import_module(name)
+if config.get("warmup"):
+    module, func, args = config["warmup"]
+    getattr(importlib.import_module(module), func)(*args)
 srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 srv.bind(path); srv.listen(64)
 sys.stdout.write("ready\n"); sys.stdout.flush()
@@ -72,6 +82,12 @@ while True:
             os.environ.clear(); os.environ.update(req["env"])
             os.chdir(req["cwd"])
             sys.argv = [req["module"]] + req["argv"]
+            if req["env"].get("PYTHONUNBUFFERED"):  # the flag is read at interpreter start: apply it here
+                for stream in (sys.stdout, sys.stderr):
+                    try:
+                        stream.reconfigure(write_through=True)
+                    except Exception:
+                        pass
             for stream in (sys.stdout, sys.stderr):
                 try:
                     stream.flush()
@@ -142,30 +158,60 @@ class ZygoteProcess:
 
 
 class Zygote:
-    """A warmed process that forks children; `preload` modules are imported once, up front."""
+    """A warmed process that forks children; `preload` modules are imported once, up front.
+
+    `warmup` ("module", "function", [args]) is called after the imports, before the first fork:
+    the place for work that is not an import (loading user code, running setup hooks). It must
+    leave no threads behind. `parent_pid`: the zygote dies (SIGKILL) when that process does; pass
+    os.getpid() from a thread that lives as long as the caller. `wait=False` returns at once: call
+    `wait_ready()` (from any thread) before `spawn()`.
+    """
 
     def __init__(self, preload: Sequence[str] = (), *, python: str = sys.executable,
-                 env: Optional[Mapping[str, str]] = None, start_timeout_s: float = 60.0) -> None:
-        self._dir = tempfile.mkdtemp(prefix="gpufabric-zygote-")
+                 env: Optional[Mapping[str, str]] = None, start_timeout_s: float = 60.0,
+                 warmup: Optional[tuple] = None, parent_pid: Optional[int] = None,
+                 directory: Optional[str] = None, wait: bool = True) -> None:
+        self._dir = tempfile.mkdtemp(prefix="gpufabric-zygote-", dir=directory)
         self.path = os.path.join(self._dir, "sock")
-        started = time.monotonic()
+        self._preload = list(preload)
+        self._warmup = ".".join(warmup[:2]) if warmup else None
+        self._ready = False
+        self.warmup_s = 0.0
+        self._started = time.monotonic()
+        config = {"preload": self._preload, "warmup": list(warmup) if warmup else None, "parent": parent_pid}
         self._proc = subprocess.Popen(
-            [python, "-c", _SERVER, self.path, json.dumps(list(preload))],
+            [python, "-c", _SERVER, self.path, json.dumps(config)],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=dict(env) if env is not None else None,
             start_new_session=True,
         )
+        if wait:
+            self.wait_ready(start_timeout_s)
+
+    @property
+    def pid(self) -> int:
+        """The zygote's own pid (its children's parent)."""
+        return self._proc.pid
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        """Block until the imports and warm-up are done; ZygoteError (and the zygote stopped) if they fail."""
+        if self._ready:
+            return
         assert self._proc.stdout is not None
-        line = self._proc.stdout.readline()
+        readable, _, _ = select.select([self._proc.stdout], [], [], max(timeout_s, 0.0))
+        line = self._proc.stdout.readline() if readable else b""
         if line.strip() != b"ready":
+            code = self._proc.poll()
             self.close()
-            raise ZygoteError(f"the zygote did not start (exit {self._proc.poll()}); preload={list(preload)}")
-        self.warmup_s = time.monotonic() - started
+            why = f"exit {code}" if code is not None else f"not ready within {timeout_s:g}s"
+            raise ZygoteError(f"the zygote did not start ({why}); preload={self._preload}, warmup={self._warmup}")
+        self._ready = True
+        self.warmup_s = time.monotonic() - self._started
 
     def spawn(self, module: str, argv: Sequence[str] = (), *, env: Optional[Mapping[str, str]] = None,
               cwd: Optional[str] = None, stdin: int = 0, stdout: int = 1, stderr: int = 2) -> ZygoteProcess:
         """Fork a child that runs `module` as `__main__` with `argv`, `env` and the given stdio fds."""
-        if self._proc.poll() is not None:
-            raise ZygoteError("the zygote has exited")
+        if not self._ready or self._proc.poll() is not None:
+            raise ZygoteError("the zygote is not ready" if self._proc.poll() is None else "the zygote has exited")
         request = {"module": module, "argv": list(argv), "env": dict(os.environ if env is None else env),
                    "cwd": cwd or os.getcwd()}
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -191,7 +191,7 @@ class App:
                  serialized: bool = False, name: str | None = None, env: dict[str, str] | None = None,
                  max_concurrent_inputs: Any = None, keep_warm: Any = None, concurrency_limit: Any = None,
                  container_idle_timeout: Any = None, allow_concurrent_inputs: Any = None,
-                 block_network: bool = False) -> Any:
+                 block_network: bool = False, enable_memory_snapshot: bool = False) -> Any:
         """Register a function to run in the fabric's containers.
 
         gpu: "H100", "H100:2", or a list in order of preference (["H100", "A100"]).
@@ -200,7 +200,9 @@ class App:
         min/max/buffer_containers, scaledown_window (s), schedule (Cron or Period), region, cloud,
         nonpreemptible, serialized (ship the code pickled by value instead of importing its file
         in the container), block_network (its containers get no network; they still reach the
-        fabric). Put @fabric.concurrent(...) or @fabric.batched(...) below it.
+        fabric), enable_memory_snapshot (new containers are forked from a process that already
+        imported the code: docs/volumes.md, "Warm starts").
+        Put @fabric.concurrent(...) or @fabric.batched(...) below it.
         Modal's old names (keep_warm, concurrency_limit, container_idle_timeout,
         allow_concurrent_inputs) still work, with a DeprecationWarning naming the new one.
         """
@@ -217,6 +219,7 @@ class App:
             scaledown_window=scaledown_window, schedule=schedule, region=region, cloud=cloud,
             nonpreemptible=nonpreemptible, serialized=serialized, env=env,
             max_concurrent_inputs=max_concurrent_inputs, block_network=block_network,
+            enable_memory_snapshot=enable_memory_snapshot,
         )  # fmt: skip
 
         def decorate(raw_f: Callable) -> Function:
@@ -289,12 +292,17 @@ class App:
             min_containers=min_containers, max_containers=max_containers, buffer_containers=buffer_containers,
             scaledown_window=scaledown_window, region=region, cloud=cloud, nonpreemptible=nonpreemptible,
             serialized=serialized, env=env, max_concurrent_inputs=max_concurrent_inputs,
-            block_network=block_network,
+            block_network=block_network, enable_memory_snapshot=enable_memory_snapshot,
         )  # fmt: skip
-        del enable_memory_snapshot  # accepted for Modal code; snapshots come with the snapshot work
 
         def decorate(user_cls: Any) -> Any:
             from ._cls import make_cls
+            from ._partial import PartialFunction, marked
+
+            # @enter(snap=True) asks for what enable_memory_snapshot gives: setup done once, before the fork.
+            raw = user_cls.raw_f if isinstance(user_cls, PartialFunction) else user_cls
+            if isinstance(raw, type) and any(p.snap for p in marked(raw, "enter").values()):
+                options.enable_memory_snapshot = True
 
             cls = make_cls(user_cls, self, options, name)
             tag = cls._class_function.tag

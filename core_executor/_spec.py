@@ -89,6 +89,7 @@ class FunctionOptions:
         self.batch_wait_ms = 0
         self.web_config: dict | None = None  # set by a web endpoint decorator (core_executor._web)
         self.block_network = False  # block_network=True: containers without network (worker/_relay.py)
+        self.enable_memory_snapshot = False  # warm starts forked from a prepared process (worker/_warm.py)
 
     def spec(self, name: str, raw_f: Callable | None = None) -> Any:
         """The FunctionSpec proto for a function called `name`."""
@@ -118,6 +119,7 @@ class FunctionOptions:
             nonpreemptible=self.nonpreemptible,
             env=env,
             block_network=self.block_network,
+            enable_memory_snapshot=self.enable_memory_snapshot,
         )
         if self.retries is not None:
             r = self.retries
@@ -172,12 +174,14 @@ def build_options(
     max_concurrent_inputs: Any = None,
     target_concurrent_inputs: Any = None,
     block_network: bool = False,
+    enable_memory_snapshot: bool = False,
 ) -> FunctionOptions:
     """Check every decorator argument and return the options; a bad one raises InvalidError."""
     opts = FunctionOptions(serialized=bool(serialized), nonpreemptible=bool(nonpreemptible))
     if not isinstance(block_network, bool):
         raise InvalidError(f"block_network must be True or False, got {block_network!r}")
     opts.block_network = block_network
+    opts.enable_memory_snapshot = bool(enable_memory_snapshot)
     if image is not None and not isinstance(image, Image):
         raise InvalidError(f"image must be a fabric.Image (e.g. Image.debian_slim()), got {type(image).__name__}")
     opts.image = image

@@ -17,7 +17,7 @@ import grpc
 from gpu_fabric.proto import client_pb2_grpc, common_pb2, worker_pb2, worker_pb2_grpc
 
 from .._stream import StreamCaller
-from . import _io, _preemption
+from . import _io, _preemption, _warm
 from ._blobs import BlobIO
 from ._env import apply_secret_env
 from ._inputs import POLL_TIMEOUT_S, InputRunner, Running, failure_result
@@ -133,6 +133,7 @@ class ContainerRuntime(InputRunner):
         self._loop_thread: Optional[threading.Thread] = None
         self._start_lock = threading.Lock()
         self._started = False
+        self._start_kind = "cold"
 
     # -- wire --------------------------------------------------------------------------------
 
@@ -180,6 +181,7 @@ class ContainerRuntime(InputRunner):
             timeout_s=timeout_s,
             ready=ready,
             init_failure=init_failure,
+            start_kind=self._start_kind,
         )
         return self._call_with_retry(self._stream, request, timeout_s + 30.0)
 
@@ -243,9 +245,13 @@ class ContainerRuntime(InputRunner):
         _preemption.install(self, hello)  # volumes mounted, preemption notices watched (_preemption.py)
         timer = self._start_watchdog(hello.spec.startup_timeout_s)
         try:
-            target, module = load_definition(hello.definition)
+            warm = _warm.take(hello)  # forked by a fork-server zygote: code imported, snap enters run
+            if warm is None:
+                target, module = load_definition(hello.definition)
+                self._service = Service(target, hello.definition, hello.spec)
+            else:
+                (self._service, module), self._start_kind = warm, _warm.start_kind()
             self._hydrate_sdk(module, hello)
-            self._service = Service(target, hello.definition, hello.spec)
             self._service.start(self._run_coro)
             self._service = web_service(self._service, hello.spec)  # web endpoints: requests are inputs
         except BaseException as exc:  # SystemExit at import is an init failure too

@@ -25,6 +25,7 @@ class Service:
         self._methods: dict[str, Callable[..., Any]] = {}
         self._is_async: dict[str, bool] = {}
         self._stopped = False
+        self._snapped = False  # the snap=True @enter methods already ran (in a fork-server zygote)
         if spec.cls_name and self.user_cls is None:
             raise TypeError(f"{spec.cls_name} should be a class, but the container loaded {type(target).__name__}")
 
@@ -40,23 +41,31 @@ class Service:
 
         return self.user_cls is not None and bool(marked(self.user_cls, "exit"))
 
-    def start(self, run_coro: Callable[[Any], Any]) -> None:
-        """Instantiate the class and run its @enter methods (an exception fails the container's start)."""
+    def start(self, run_coro: Callable[[Any], Any], *, snap_only: bool = False) -> None:
+        """Instantiate the class and run its @enter methods (an exception fails the container's start).
+
+        `snap_only`: run only the snap=True ones (a fork-server zygote, before it forks); a later
+        `start` on the forked copy runs the rest.
+        """
         if self.user_cls is None:
             return
         from core_executor._partial import instantiate, marked, method_names
         from core_executor._serialization import deserialize
 
-        args, kwargs = ((), {})
-        if self.definition.pickled_cls_params:
-            args, kwargs = deserialize(self.definition.pickled_cls_params)
-        self.instance = instantiate(self.user_cls, tuple(args), dict(kwargs))
-        found = {**marked(self.user_cls, "method"), **marked(self.user_cls, "batched")}
-        self._methods = {name: found[name].raw_f.__get__(self.instance) for name in method_names(self.user_cls)}
+        if self.instance is None:
+            args, kwargs = ((), {})
+            if self.definition.pickled_cls_params:
+                args, kwargs = deserialize(self.definition.pickled_cls_params)
+            self.instance = instantiate(self.user_cls, tuple(args), dict(kwargs))
+            found = {**marked(self.user_cls, "method"), **marked(self.user_cls, "batched")}
+            self._methods = {name: found[name].raw_f.__get__(self.instance) for name in method_names(self.user_cls)}
         for partial in marked(self.user_cls, "enter").values():
+            if (snap_only and not partial.snap) or (partial.snap and self._snapped):
+                continue
             value = partial.raw_f.__get__(self.instance)()
             if inspect.isawaitable(value):
                 run_coro(value)
+        self._snapped = self._snapped or snap_only
 
     def resolve(self, method_name: str) -> Callable[..., Any]:
         """The callable an input runs; an unknown method raises (failing that input only)."""

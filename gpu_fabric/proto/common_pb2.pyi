@@ -36,7 +36,7 @@ LOG_STREAM_STDERR: LogStream
 LOG_STREAM_SYSTEM: LogStream
 
 class FunctionSpec(_message.Message):
-    __slots__ = ("name", "cpu", "memory_mb", "gpus", "timeout_s", "startup_timeout_s", "retries", "min_containers", "max_containers", "buffer_containers", "scaledown_window_s", "max_concurrent_inputs", "target_concurrent_inputs", "batch_max_size", "batch_wait_ms", "image", "volumes", "secret_names", "schedule", "regions", "clouds", "nonpreemptible", "is_generator", "is_async", "env", "cls_name", "method_names", "webhook_config_json", "python_version", "block_network")
+    __slots__ = ("name", "cpu", "memory_mb", "gpus", "timeout_s", "startup_timeout_s", "retries", "min_containers", "max_containers", "buffer_containers", "scaledown_window_s", "max_concurrent_inputs", "target_concurrent_inputs", "batch_max_size", "batch_wait_ms", "image", "volumes", "secret_names", "schedule", "regions", "clouds", "nonpreemptible", "is_generator", "is_async", "env", "cls_name", "method_names", "webhook_config_json", "python_version", "block_network", "enable_memory_snapshot")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +74,7 @@ class FunctionSpec(_message.Message):
     WEBHOOK_CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
     PYTHON_VERSION_FIELD_NUMBER: _ClassVar[int]
     BLOCK_NETWORK_FIELD_NUMBER: _ClassVar[int]
+    ENABLE_MEMORY_SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     name: str
     cpu: float
     memory_mb: int
@@ -104,7 +105,8 @@ class FunctionSpec(_message.Message):
     webhook_config_json: str
     python_version: str
     block_network: bool
-    def __init__(self, name: _Optional[str] = ..., cpu: _Optional[float] = ..., memory_mb: _Optional[int] = ..., gpus: _Optional[_Iterable[_Union[GpuRequest, _Mapping]]] = ..., timeout_s: _Optional[float] = ..., startup_timeout_s: _Optional[float] = ..., retries: _Optional[_Union[RetryPolicy, _Mapping]] = ..., min_containers: _Optional[int] = ..., max_containers: _Optional[int] = ..., buffer_containers: _Optional[int] = ..., scaledown_window_s: _Optional[float] = ..., max_concurrent_inputs: _Optional[int] = ..., target_concurrent_inputs: _Optional[int] = ..., batch_max_size: _Optional[int] = ..., batch_wait_ms: _Optional[int] = ..., image: _Optional[_Union[ImageRef, _Mapping]] = ..., volumes: _Optional[_Iterable[_Union[VolumeMount, _Mapping]]] = ..., secret_names: _Optional[_Iterable[str]] = ..., schedule: _Optional[_Union[Schedule, _Mapping]] = ..., regions: _Optional[_Iterable[str]] = ..., clouds: _Optional[_Iterable[str]] = ..., nonpreemptible: _Optional[bool] = ..., is_generator: _Optional[bool] = ..., is_async: _Optional[bool] = ..., env: _Optional[_Mapping[str, str]] = ..., cls_name: _Optional[str] = ..., method_names: _Optional[_Iterable[str]] = ..., webhook_config_json: _Optional[str] = ..., python_version: _Optional[str] = ..., block_network: _Optional[bool] = ...) -> None: ...
+    enable_memory_snapshot: bool
+    def __init__(self, name: _Optional[str] = ..., cpu: _Optional[float] = ..., memory_mb: _Optional[int] = ..., gpus: _Optional[_Iterable[_Union[GpuRequest, _Mapping]]] = ..., timeout_s: _Optional[float] = ..., startup_timeout_s: _Optional[float] = ..., retries: _Optional[_Union[RetryPolicy, _Mapping]] = ..., min_containers: _Optional[int] = ..., max_containers: _Optional[int] = ..., buffer_containers: _Optional[int] = ..., scaledown_window_s: _Optional[float] = ..., max_concurrent_inputs: _Optional[int] = ..., target_concurrent_inputs: _Optional[int] = ..., batch_max_size: _Optional[int] = ..., batch_wait_ms: _Optional[int] = ..., image: _Optional[_Union[ImageRef, _Mapping]] = ..., volumes: _Optional[_Iterable[_Union[VolumeMount, _Mapping]]] = ..., secret_names: _Optional[_Iterable[str]] = ..., schedule: _Optional[_Union[Schedule, _Mapping]] = ..., regions: _Optional[_Iterable[str]] = ..., clouds: _Optional[_Iterable[str]] = ..., nonpreemptible: _Optional[bool] = ..., is_generator: _Optional[bool] = ..., is_async: _Optional[bool] = ..., env: _Optional[_Mapping[str, str]] = ..., cls_name: _Optional[str] = ..., method_names: _Optional[_Iterable[str]] = ..., webhook_config_json: _Optional[str] = ..., python_version: _Optional[str] = ..., block_network: _Optional[bool] = ..., enable_memory_snapshot: _Optional[bool] = ...) -> None: ...
 
 class GpuRequest(_message.Message):
     __slots__ = ("type", "count")

@@ -205,7 +205,7 @@ class ContainerOutput(_message.Message):
     def __init__(self, input_id: _Optional[str] = ..., result: _Optional[_Union[_common_pb2.FunctionResult, _Mapping]] = ..., duration_s: _Optional[float] = ...) -> None: ...
 
 class ContainerExchangeRequest(_message.Message):
-    __slots__ = ("container_id", "outputs", "logs", "max_inputs", "timeout_s", "ready", "init_failure")
+    __slots__ = ("container_id", "outputs", "logs", "max_inputs", "timeout_s", "ready", "init_failure", "start_kind")
     CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     LOGS_FIELD_NUMBER: _ClassVar[int]
@@ -213,6 +213,7 @@ class ContainerExchangeRequest(_message.Message):
     TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
     INIT_FAILURE_FIELD_NUMBER: _ClassVar[int]
+    START_KIND_FIELD_NUMBER: _ClassVar[int]
     container_id: str
     outputs: _containers.RepeatedCompositeFieldContainer[ContainerOutput]
     logs: _containers.RepeatedCompositeFieldContainer[_common_pb2.LogEntry]
@@ -220,7 +221,8 @@ class ContainerExchangeRequest(_message.Message):
     timeout_s: float
     ready: bool
     init_failure: _common_pb2.FunctionResult
-    def __init__(self, container_id: _Optional[str] = ..., outputs: _Optional[_Iterable[_Union[ContainerOutput, _Mapping]]] = ..., logs: _Optional[_Iterable[_Union[_common_pb2.LogEntry, _Mapping]]] = ..., max_inputs: _Optional[int] = ..., timeout_s: _Optional[float] = ..., ready: _Optional[bool] = ..., init_failure: _Optional[_Union[_common_pb2.FunctionResult, _Mapping]] = ...) -> None: ...
+    start_kind: str
+    def __init__(self, container_id: _Optional[str] = ..., outputs: _Optional[_Iterable[_Union[ContainerOutput, _Mapping]]] = ..., logs: _Optional[_Iterable[_Union[_common_pb2.LogEntry, _Mapping]]] = ..., max_inputs: _Optional[int] = ..., timeout_s: _Optional[float] = ..., ready: _Optional[bool] = ..., init_failure: _Optional[_Union[_common_pb2.FunctionResult, _Mapping]] = ..., start_kind: _Optional[str] = ...) -> None: ...
 
 class ContainerExchangeResponse(_message.Message):
     __slots__ = ("inputs", "shutdown", "cancelled_input_ids")

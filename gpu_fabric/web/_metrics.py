@@ -41,7 +41,7 @@ def render(engine, history, web_responses) -> str:
     starts: dict[str, int] = {}
     for charge in charges:
         if charge.kind == "container":
-            # Workers do not report how a container started yet: cold until they do.
+            # Reported by the container with its first ready exchange; cold until then.
             kind = getattr(charge, "start_kind", "") or "cold"
             starts[kind] = starts.get(kind, 0) + 1
     out.metric("gpufabric_container_starts_total", "counter", "Containers started, by kind of start (cold, fork_server, snapshot).",

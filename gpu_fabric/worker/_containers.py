@@ -156,6 +156,9 @@ class ContainerManager:
         self._images = images
         self._run_on_main = run_on_main or (lambda fn: fn())
         self._preparing: dict[str, threading.Event] = {}  # container id -> "stop requested"
+        from ._warm import WarmStarts  # -- warm starts: forked from a per-function zygote (_warm.py)
+
+        self._warm = WarmStarts(url=url, python=python, directory=runtime_dir)
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -213,10 +216,18 @@ class ContainerManager:
                 threading.Thread(target=self._prepare_image, args=(assignment,),
                                  name=f"gpufabric-image-{container_id}", daemon=True).start()
                 return
+            warm = self._warm.wants(assignment)
+            if warm:
+                self._preparing[container_id] = threading.Event()
+        if warm:
+            self._start_warm(assignment)
+            return
         self._spawn(assignment)
 
-    def _spawn(self, assignment: worker_pb2.ContainerAssignment, image: Optional[tuple] = None) -> None:
-        """Starts the container process; `image` is (BuiltImage, MountedImage) for image containers."""
+    def _spawn(self, assignment: worker_pb2.ContainerAssignment, image: Optional[tuple] = None,
+               zygote: Optional[tuple] = None) -> None:
+        """Starts the container process; `image` is (BuiltImage, MountedImage) for image containers,
+        `zygote` (Zygote, start kind) forks it from a warm process instead of a fresh interpreter."""
         container_id = assignment.container_id
         directory = os.path.join(self._runtime_dir, container_id)
         scratch = os.path.join(directory, "work")
@@ -244,7 +255,8 @@ class ContainerManager:
                 from ._relay import without_network
 
                 relay, argv, env = without_network(directory, self._url, argv, env, sandboxed=sandbox is not None)
-            proc = subprocess.Popen(
+            proc = self._fork(assignment, zygote, env, cwd) if zygote is not None else None
+            proc = proc or subprocess.Popen(
                 argv,
                 env=env,
                 cwd=cwd,
@@ -285,8 +297,8 @@ class ContainerManager:
         threading.Thread(
             target=self._wait, args=(container,), name=f"gpufabric-wait-{container_id}", daemon=True
         ).start()
-        logger.info("started container %s (pid %d, gpus %s)", container_id, proc.pid,
-                    list(assignment.gpu_indices))
+        logger.info("started container %s (pid %d, gpus %s, %s start)", container_id, proc.pid,
+                    list(assignment.gpu_indices), getattr(proc, "start_kind", "cold"))
 
     def stop(self, container_id: str, grace_s: float) -> bool:
         """SIGTERM the container's process group, SIGKILL after `grace_s`. False if unknown."""
@@ -310,7 +322,38 @@ class ContainerManager:
         for container_id in self.running_ids():
             self.stop(container_id, grace_s)
         with self._idle:
-            return self._idle.wait_for(lambda: not self._containers and not self._preparing, wait_s)
+            done = self._idle.wait_for(lambda: not self._containers and not self._preparing, wait_s)
+        self._warm.close()
+        return done
+
+    # -- warm starts (gpu_fabric/worker/_warm.py) ---------------------------------------------
+
+    def _start_warm(self, assignment: worker_pb2.ContainerAssignment) -> None:
+        container_id = assignment.container_id
+        status_path = os.path.join(self._runtime_dir, container_id, "status")
+
+        def launch(zygote, kind: str) -> None:
+            def start_on_main() -> None:
+                if self._finish_preparing(container_id, None, report_cancel=True):
+                    if zygote is None:
+                        self._system_log(assignment, f"warm start unavailable: {kind}; starting cold\n")
+                    self._spawn(assignment, zygote=(zygote, kind) if zygote is not None else None)
+
+            self._run_on_main(start_on_main)
+
+        self._warm.start(assignment, self._env(assignment, status_path), launch)
+
+    def _fork(self, assignment: worker_pb2.ContainerAssignment, zygote: tuple, env: dict, cwd: str) -> Any:
+        """The forked container process, or None (and a log line) to start it cold."""
+        from checkpointing import ZygoteError
+
+        from ._warm import fork_container
+
+        try:
+            return fork_container(zygote[0], env, cwd, zygote[1])
+        except (ZygoteError, OSError) as exc:
+            self._system_log(assignment, f"warm start failed: {exc}; starting cold\n")
+            return None
 
     # -- per-container threads ---------------------------------------------------------------
 
@@ -410,14 +453,15 @@ class ContainerManager:
 
         self._run_on_main(start_on_main)
 
-    def _finish_preparing(self, container_id: str, image: Optional[tuple]) -> bool:
+    def _finish_preparing(self, container_id: str, image: Optional[tuple], report_cancel: bool = False) -> bool:
         """Ends the preparing state; False (and an exit report) when a stop came meanwhile."""
         with self._idle:
             cancelled = self._preparing.pop(container_id, threading.Event()).is_set()
             self._idle.notify_all()
-        if cancelled and image is not None:
-            assert self._images is not None
-            self._images.release(image[0].manifest_digest)
+        if cancelled and (image is not None or report_cancel):
+            if image is not None:
+                assert self._images is not None
+                self._images.release(image[0].manifest_digest)
             self._on_exit(ContainerExit(container_id, 0, "", "", True))
         return not cancelled
 

@@ -41,3 +41,21 @@ def test_criu_detection_says_why():
     support = detect_criu()
     assert support.usable or support.reason
     assert not detect_criu("/nonexistent/criu").usable
+
+
+def test_zygote_warm_up_runs_before_forks_and_its_failure_is_a_zygote_error(tmp_path):
+    (tmp_path / "warmmod.py").write_text("import os\nSTATE = {}\ndef prepare(value):\n    STATE['value'] = value\n"
+                                         "    STATE['pid'] = os.getpid()\ndef broken():\n    raise RuntimeError('no')\n")
+    (tmp_path / "readmod.py").write_text("import os, warmmod\nprint(warmmod.STATE['value'], warmmod.STATE['pid'] == os.getppid())\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    zygote = Zygote(env=env, warmup=("warmmod", "prepare", ["warm"]), parent_pid=os.getpid(), wait=False)
+    try:
+        zygote.wait_ready(60)
+        out = tmp_path / "out"
+        with open(out, "wb") as f:
+            assert zygote.spawn("readmod", env=env, stdout=f.fileno()).wait(10) == 0
+        assert out.read_text().split() == ["warm", "True"]
+    finally:
+        zygote.close()
+    with pytest.raises(ZygoteError, match="warmmod.broken"):
+        Zygote(env=env, warmup=("warmmod", "broken", []))

@@ -170,3 +170,21 @@ def test_cls_and_obj_pickle_by_reference():
 def test_from_name_needs_names():
     with pytest.raises(exception.InvalidError, match="deployed app's name"):
         fabric.Cls.from_name("", "Model")
+
+
+def test_snap_enter_or_enable_memory_snapshot_asks_for_warm_starts():
+    assert Model._class_function.spec.enable_memory_snapshot  # @enter(snap=True)
+    assert not Embedder._class_function.spec.enable_memory_snapshot
+    local = fabric.App("snapshot-flag")
+
+    @local.function(enable_memory_snapshot=True)
+    def f():
+        return 1
+
+    @local.cls(enable_memory_snapshot=True)
+    class Plain:
+        @fabric.method()
+        def run(self):
+            return 1
+
+    assert f.spec.enable_memory_snapshot and Plain._class_function.spec.enable_memory_snapshot

@@ -1,0 +1,186 @@
+"""Cold start: time from a call to the first line of user code, cold beside fork-server and CRIU.
+
+The function is a class whose `enter` imports numpy and scipy (linalg, sparse, stats). Each sample
+needs a new container: the containers scale down after 1 s and the next call waits until the
+last one's process is gone. Kinds: cold (a fresh `python -m core_executor._runtime`), fork-server
+(`@fabric.enter(snap=True)`: forked from a per-function zygote that ran the imports; its first
+container pays the warm-up and is reported apart), and CRIU restore where the host supports it
+(otherwise "unavailable: reason"; containers are not restored from CRIU images yet, so CRIU is
+measured at the process level: a warmed process dumped once and restored per sample, beside a
+fresh interpreter and a zygote fork; GPUFABRIC_CRIU names a criu binary that is not on PATH).
+Target: fork-server >= 10x faster than cold; exit code 1 when missed. Runs on the embedded fabric
+(or the one GPUFABRIC_URL points at).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import core_executor as fabric
+
+app = fabric.App("bench-cold-start")
+
+
+def _heavy_imports() -> None:
+    import numpy  # noqa: F401
+    import scipy.linalg  # noqa: F401
+    import scipy.sparse  # noqa: F401
+    import scipy.stats  # noqa: F401
+
+
+@app.cls(scaledown_window=1, cpu=0.25)
+class Cold:
+    @fabric.enter()
+    def load(self):
+        _heavy_imports()
+
+    @fabric.method()
+    def first_line(self):
+        return time.time(), os.getpid()
+
+
+@app.cls(scaledown_window=1, cpu=0.25)
+class ForkServer:
+    @fabric.enter(snap=True)  # snap=True: done once in the zygote, before the fork
+    def load(self):
+        _heavy_imports()
+
+    @fabric.method()
+    def first_line(self):
+        return time.time(), os.getpid()
+
+
+def _gone(pid: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            time.sleep(0.3)  # and let the control plane see the exit
+            return
+        except PermissionError:
+            pass
+        time.sleep(0.05)
+
+
+def _samples(cls, n: int) -> list[float]:
+    """Seconds from `.remote()` to the method's first line, one new container each."""
+    out = []
+    for _ in range(n):
+        t0 = time.time()
+        first, pid = cls().first_line.remote()
+        out.append(first - t0)
+        _gone(pid)
+    return out
+
+
+# Process level (no fabric): the three ways to get a process that imported the heavy modules.
+_WARM_SCRIPT = """
+import os, sys, time
+import numpy, scipy.linalg, scipy.sparse, scipy.stats
+run = sys.argv[1]
+if len(sys.argv) > 2:  # the CRIU image: dumped while waiting for "go", restored with "go" present
+    open(os.path.join(run, "ready"), "w").close()
+    while not os.path.exists(os.path.join(run, "go")):
+        time.sleep(0.001)
+with open(os.path.join(run, "first-line"), "w") as f:
+    f.write(repr(time.time()))
+"""
+
+
+def _first_line(run: str, t0: float, timeout: float = 120.0) -> float:
+    path = os.path.join(run, "first-line")
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    time.sleep(0.01)  # written in one go; let it land
+    with open(path) as f:
+        value = float(f.read()) - t0
+    os.unlink(path)
+    return value
+
+
+def _process_level(n: int, work: str) -> dict[str, object]:
+    import subprocess
+
+    from checkpointing import CriuError, Zygote, detect_criu, restore_process, snapshot_process
+
+    script = os.path.join(work, "warm_child.py")
+    with open(script, "w") as f:
+        f.write(_WARM_SCRIPT)
+    run = os.path.join(work, "run")
+    os.makedirs(run)
+    rows: dict[str, object] = {"cold": [], "fork-server": []}
+    for _ in range(n):
+        t0 = time.time()
+        subprocess.run([sys.executable, script, run], check=True)
+        rows["cold"].append(_first_line(run, t0))
+    env = dict(os.environ, PYTHONPATH=work)
+    with Zygote(["numpy", "scipy.linalg", "scipy.sparse", "scipy.stats"], env=env) as zygote:
+        for _ in range(n):
+            t0 = time.time()
+            zygote.spawn("warm_child", [run], env=env).wait(60)
+            rows["fork-server"].append(_first_line(run, t0))
+    support = detect_criu()
+    if not support.usable:
+        rows["CRIU restore"] = f"unavailable: {support.reason}"
+        return rows
+    images = os.path.join(work, "criu-image")
+    try:
+        snapshot_process([sys.executable, script, run, "wait"], images, ready_path=os.path.join(run, "ready"),
+                         criu=support.path)
+        open(os.path.join(run, "go"), "w").close()
+        rows["CRIU restore"] = []
+        for _ in range(n):
+            t0 = time.time()
+            restore_process(images, criu=support.path)
+            rows["CRIU restore"].append(_first_line(run, t0))
+    except (CriuError, OSError) as exc:
+        rows["CRIU restore"] = f"unavailable: {exc}"
+    return rows
+
+
+def _ms(values: list[float]) -> str:
+    return f"{statistics.median(values) * 1000:8.1f} ms (min {min(values) * 1000:.1f}, n={len(values)})"
+
+
+def _criu_fabric_row() -> str:
+    from checkpointing import detect_criu
+
+    support = detect_criu()
+    if not support.usable:
+        return f"unavailable: {support.reason}"
+    return "unavailable: CRIU works here, but containers are not restored from CRIU images yet (process level below)"
+
+
+def main() -> int:
+    import tempfile
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=5)
+    args = parser.parse_args()
+    with app.run(show_logs=False):
+        cold = _samples(Cold, args.samples)
+        forked = _samples(ForkServer, args.samples + 1)
+    warmup, forked = forked[0], forked[1:]
+    speedup = statistics.median(cold) / statistics.median(forked)
+    print("call -> first line of user code, through the fabric (enter imports numpy, scipy.linalg/sparse/stats)")
+    print(f"  cold         {_ms(cold)}")
+    print(f"  fork-server  {_ms(forked)}   {speedup:.1f}x faster than cold"
+          f" (the zygote's first container, which waited for the warm-up: {warmup * 1000:.0f} ms)")
+    print(f"  CRIU restore {_criu_fabric_row()}")
+    with tempfile.TemporaryDirectory(prefix="gpufabric-bench-") as work:
+        rows = _process_level(args.samples, work)
+    print("process start -> first line after the same imports (no fabric)")
+    for name, values in rows.items():
+        print(f"  {name:<12} {_ms(values) if isinstance(values, list) else values}")
+    ok = speedup >= 10
+    print(f"target fork-server >= 10x cold: {'met' if ok else 'MISSED'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
