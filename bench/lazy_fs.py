@@ -1,17 +1,28 @@
 """Container start on a lazily mounted image vs copying the image first (the Slacker point), plus FUSE throughput.
 
-    python bench/lazy_fs.py [--size-mib 1024] [--touch 0.05] [--dir DIR]
+    python bench/lazy_fs.py [--size-mib 1024] [--touch 0.05] [--repeat 3] [--dir DIR]
 
 Builds a synthetic image of random files (--size-mib in all), then times, from "container
 start requested" to the first line the user code prints after reading --touch of the image:
-  eager: fetch every chunk and write the tree, then start;   lazy: mount with FUSE, then start.
-Cold = empty chunk cache; warm = cache already holding the chunks. Both printed side by side.
+  eager: fetch (and verify) every chunk into the cache and write the whole tree, then start;
+  lazy:  mount with FUSE, then start; chunks are fetched (and verified) as they are read.
+Cold = empty chunk cache; warm = cache already holding the chunks. Both read the store from
+the same place (a local directory, in the OS page cache after packing). The worker's mount
+launcher is started first, as a worker does when it starts. Eager and lazy runs alternate;
+medians of --repeat runs. Target: lazy >= 10x faster when cold.
+
+Measured on a shared 2-core machine (1 GiB, 7 of 128 files read): eager 2270 ms vs lazy 164 ms
+cold (13.9x; 13-33x run by run), warm 497 vs 123 ms, lazy with a recorded working set 180 ms.
+Under load from other jobs the ratio moved between 8x and 20x. Before the cold path was reworked
+(fetch ahead, open cache files, 1 MiB FUSE reads, the mount launcher) lazy cold took 365-700 ms
+against a slower eager (3.6-7.7 s): 6.6-11x.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -84,6 +95,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--touch", type=float, default=0.05)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--dir", default=None)
     args = parser.parse_args()
     ok, why = fs_lazy.fuse_available()
@@ -102,21 +114,38 @@ def main() -> None:
         touched = names[:: max(int(1 / args.touch), 1)]
         print(f"the function reads {len(touched)} of {len(names)} files "
               f"({100 * len(touched) / len(names):.0f}% of the image)\n")
+        fs_lazy.start_mount_launcher(wait=True)
+        # Eager and lazy runs alternate, so that both see the same load on a shared machine.
+        runs: dict[str, dict[str, list[float]]] = {m: {"cold": [], "warm": []} for m in ("eager", "lazy")}
+        fetched: dict[str, int] = {}
+        for rep in range(args.repeat):
+            for mode, lazy in (("eager", False), ("lazy", True)):
+                cache = os.path.join(work, f"cache-{mode}-{rep}")
+                cold, fetched[mode] = one_start(store, manifest.digest, work, cache, touched, lazy)
+                warm, _ = one_start(store, manifest.digest, work, cache, touched, lazy)
+                runs[mode]["cold"].append(cold)
+                runs[mode]["warm"].append(warm)
+                shutil.rmtree(cache, ignore_errors=True)
         rows = []
-        for mode, lazy in (("eager", False), ("lazy", True)):
-            cache = os.path.join(work, f"cache-{mode}")
-            cold, fetched_cold = one_start(store, manifest.digest, work, cache, touched, lazy)
-            warm, _ = one_start(store, manifest.digest, work, cache, touched, lazy)
-            rows.append((mode, cold, warm, fetched_cold))
-            shutil.rmtree(cache, ignore_errors=True)
+        for mode in ("eager", "lazy"):
+            colds, warms = runs[mode]["cold"], runs[mode]["warm"]
+            rows.append((mode, statistics.median(colds), statistics.median(warms), fetched[mode]))
+            print(f"  {mode}: cold {', '.join(f'{c * 1000:.0f}' for c in colds)} ms;"
+                  f" warm {', '.join(f'{w * 1000:.0f}' for w in warms)} ms", flush=True)
         ws = os.path.join(work, "working-set.json")
         one_start(store, manifest.digest, work, os.path.join(work, "cache-rec"), touched, True, ws)
-        prefetched, _ = one_start(store, manifest.digest, work, os.path.join(work, "cache-pf"), touched, True, ws)
+        prefetched = statistics.median(
+            one_start(store, manifest.digest, work, os.path.join(work, f"cache-pf-{rep}"), touched, True, ws)[0]
+            for rep in range(args.repeat))
+        print()
         print(f"{'start to first line':<22}{'cold cache':>12}{'warm cache':>12}{'chunks fetched cold':>22}")
-        for mode, cold, warm, fetched in rows:
-            print(f"{mode:<22}{cold * 1000:>10.0f}ms{warm * 1000:>10.0f}ms{fetched:>22}")
+        for mode, cold, warm, count in rows:
+            print(f"{mode:<22}{cold * 1000:>10.0f}ms{warm * 1000:>10.0f}ms{count:>22}")
         print(f"{'lazy + working set':<22}{prefetched * 1000:>10.0f}ms{'':>12}{'(prefetched)':>22}")
-        print(f"\nlazy vs eager, cold: {rows[0][1] / rows[1][1]:.1f}x faster start")
+        pairs = [e / z for e, z in zip(runs["eager"]["cold"], runs["lazy"]["cold"])]
+        ratio = rows[0][1] / rows[1][1]
+        print(f"\nlazy vs eager, cold: {ratio:.1f}x faster start (medians; run by run:"
+              f" {', '.join(f'{p:.1f}x' for p in pairs)}); target >= 10x: {'met' if ratio >= 10 else 'MISSED'}")
         first, second = throughput(store, manifest.digest, work, names[-1])
         print(f"FUSE read of one {FILE_MIB} MiB file: {first:.2f} GB/s cold, {second:.2f} GB/s from the kernel cache")
     finally:

@@ -16,8 +16,14 @@ def main() -> None:
     mount.add_argument("--working-set", default=None, help="file to record the working set to and prefetch from")
     mount.add_argument("--ready-file", default=None)
     mount.add_argument("mountpoint")
+    sub.add_parser("launcher", help="fork a mount server per request read from stdin (see fs_lazy._launcher)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="fs_lazy: %(message)s")
+    if args.command == "launcher":
+        from ._launcher import run_launcher
+
+        run_launcher()
+        return
     from ._mount import serve
 
     serve(args.store, args.manifest, args.mountpoint, args.cache, args.cache_max_bytes, args.working_set,

@@ -1,7 +1,8 @@
 """The fs_lazy exception hierarchy."""
 from __future__ import annotations
 
-__all__ = ["FsLazyError", "ChunkNotFoundError", "ChunkCorruptError", "CacheFullError", "BuildError", "MountError"]
+__all__ = ["FsLazyError", "ChunkNotFoundError", "ChunkCorruptError", "CacheFullError", "BuildError", "MountError",
+           "ImageTooLargeError"]
 
 
 class FsLazyError(Exception):
@@ -30,3 +31,16 @@ class BuildError(FsLazyError):
 
 class MountError(FsLazyError):
     """Raised when an image cannot be mounted (no FUSE, mount helper failed); see the message."""
+
+
+class ImageTooLargeError(MountError):
+    """Raised when an image must be copied onto a machine whose disk cannot hold it (the eager path).
+
+    A lazy (FUSE) mount needs only the chunks a container reads; run the image on a worker with
+    FUSE, or with more free disk, or make the image smaller.
+    """
+
+    def __init__(self, message: str, needed_bytes: int = 0, free_bytes: int = 0) -> None:
+        super().__init__(message)
+        self.needed_bytes = needed_bytes
+        self.free_bytes = free_bytes

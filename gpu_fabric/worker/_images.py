@@ -250,12 +250,12 @@ class ImageService:
         self._lock = threading.Lock()
         self._mounts: dict[str, tuple[MountedImage, int]] = {}
         self._mount_root = os.path.join(self.image_dir, "mnt", str(os.getpid()))
-        if lazy:  # FUSE imported once now, not on every container start (fs_lazy/_launcher.py)
-            start_mount_launcher()
 
     def build(self, recipe_json: str, log: Log = lambda line: None, *, force: bool = False) -> BuiltImage:
         """Builds (or finds cached) the image of `recipe_json`; raises BuildError with the failing step's log."""
         recipe = _Recipe(json.loads(recipe_json))
+        if self.lazy:  # FUSE imported once, while this builds, not on every mount (fs_lazy/_launcher.py)
+            start_mount_launcher()
         # Builds of one machine take turns: two agents building the same base would both debootstrap.
         with open(os.path.join(self.image_dir, "build.lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from fs_lazy import (BuildError, BuildStep, CacheFullError, ChunkCache, ImageBuilder, LocalStore, Manifest,
-                     materialize, pack_tree)
+from fs_lazy import (BuildError, BuildStep, CacheFullError, ChunkCache, ChunkCorruptError, ImageBuilder, LocalStore,
+                     Manifest, materialize, pack_tree)
 
 
 def _tree(root) -> None:
@@ -148,3 +148,104 @@ def test_builder_reuses_prefix_and_caches_nothing_for_a_failed_step(tmp_path):
     builder.build("base-1", base, [write("a"), write("b").__class__("write b", write("b").apply, force=True)])
     assert ran == ["b"]  # force_build rebuilds the step even though it is cached
     assert os.listdir(tmp_path / "work") == []
+
+
+def _counting(store):
+    import threading
+
+    counts: dict[str, int] = {}
+    lock = threading.Lock()
+    real = store.get_chunk_raw
+
+    def get(digest):
+        with lock:
+            counts[digest] = counts.get(digest, 0) + 1
+        return real(digest)
+
+    store.get_chunk_raw = get
+    return counts
+
+
+def test_fetch_ahead_fetches_each_chunk_once_however_many_readers(tmp_path):
+    import threading
+
+    store = LocalStore(str(tmp_path / "store"))
+    blobs = [os.urandom(100_000) for _ in range(12)]
+    digests = [store.put_chunk(b) for b in blobs]
+    counts = _counting(store)
+    cache = ChunkCache(str(tmp_path / "cache"), store, fetchers=3)
+    cache.fetch_ahead(digests)
+    cache.fetch_ahead(digests)  # already under way: nothing new
+    results: dict[int, bytes] = {}
+
+    def reader(i: int) -> None:
+        dest = bytearray(200_000)
+        got = cache.read_into(digests[i % 12], 5, memoryview(dest))
+        results[i] = bytes(dest[:got])
+
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(36)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(results[i] == blobs[i % 12][5:] for i in range(36))
+    assert counts == {d: 1 for d in digests} and cache.fetched == 12
+    assert all(cache.read(d, 0, 10) == b[:10] for d, b in zip(digests, blobs))
+    cache.close()
+
+
+def test_cache_reads_through_open_files(tmp_path, monkeypatch):
+    store = LocalStore(str(tmp_path / "store"))
+    digests = [store.put_chunk(os.urandom(5000)) for _ in range(3)]
+    cache = ChunkCache(str(tmp_path / "cache"), store)
+    for d in digests:
+        cache.get(d)
+    opened = []
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
+    for _ in range(5):
+        for d in digests:
+            assert len(cache.read(d, 100, 200)) == 200
+    assert opened == []  # the descriptors written through are kept for reads
+    fresh = ChunkCache(str(tmp_path / "cache"), store)  # another process's view
+    for _ in range(3):
+        fresh.read(digests[0], 0, 10)
+    assert len(opened) == 1 and fresh.fetched == 0
+    cache.close()
+    fresh.close()
+
+
+def test_a_corrupt_chunk_fetched_ahead_is_never_served(tmp_path):
+    store = LocalStore(str(tmp_path / "store"))
+    good = store.put_chunk(b"good" * 1000)
+    bad = store.put_chunk(b"fine" * 1000)
+    real = store.get_chunk_raw
+    calls = []
+
+    def tampered(digest):
+        calls.append(digest)
+        return b"\x00evil" * 1000 if digest == bad else real(digest)
+
+    store.get_chunk_raw = tampered
+    cache = ChunkCache(str(tmp_path / "cache"), store)
+    cache.fetch_ahead([bad, good])
+    with pytest.raises(ChunkCorruptError):
+        cache.read(bad, 0, 10)
+    assert bad not in cache and not os.path.exists(cache.path(bad))
+    assert calls.count(bad) >= 3  # ahead (fetch + refetch), then the reader's own refetch
+    assert cache.read(good, 0, 4) == b"good"
+    cache.close()
+
+
+def test_chunks_of_any_size_come_back_whole_through_the_reused_buffers(tmp_path):
+    store = LocalStore(str(tmp_path / "store"))
+    blobs = [os.urandom(n) for n in (10, 2 << 20, 100, 3 << 20, 7)]
+    digests = [store.put_chunk(b) for b in blobs]
+    bad = store.put_chunk(b"never served" * 10)
+    os.truncate(store.path(f"chunks/{bad[:2]}/{bad}"), 20)  # damaged in the store
+    cache = ChunkCache(str(tmp_path / "cache"), store, fetchers=1)
+    with pytest.raises(ChunkCorruptError):
+        cache.get(bad)
+    cache.fetch_ahead(digests)
+    assert [cache.get(d) for d in digests] == blobs
+    cache.close()

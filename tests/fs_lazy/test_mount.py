@@ -90,3 +90,58 @@ def test_without_fuse_the_image_is_materialized(tmp_path, image, monkeypatch, ca
     assert (tmp_path / "root" / "lib" / "part5.bin").read_bytes() == (src / "lib" / "part5.bin").read_bytes()
     mounted.unmount()
     assert not (tmp_path / "root").exists()
+
+
+def test_an_image_too_large_for_the_disk_is_a_clear_error(tmp_path, image, monkeypatch):
+    store, manifest, _ = image
+    monkeypatch.setattr(fs_lazy._mount.shutil, "disk_usage", lambda path: shutil_usage(total=1 << 30, used=0,
+                                                                                         free=4 << 20))
+    with pytest.raises(fs_lazy.ImageTooLargeError) as info:
+        mount_image(store, manifest.digest, str(tmp_path / "root"), cache_dir=str(tmp_path / "cache"), lazy=False)
+    message = str(info.value)
+    assert manifest.digest[:12] in message and "0.00 GiB free" in message and "FUSE" in message
+    assert info.value.needed_bytes > 16 << 20 and info.value.free_bytes == 4 << 20
+    assert not (tmp_path / "root").exists()  # nothing was written
+    assert _cache_files(tmp_path / "cache") == 0
+
+
+def shutil_usage(**fields):
+    import collections
+
+    return collections.namedtuple("usage", "total used free")(**fields)
+
+
+@needs_fuse
+def test_mounts_are_forked_by_the_launcher_and_report_their_failures(tmp_path, image):
+    from fs_lazy._launcher import ServerProcess
+
+    store, manifest, src = image
+    assert fs_lazy.start_mount_launcher(wait=True)
+    mounted = mount_image(store, manifest.digest, str(tmp_path / "mnt"), cache_dir=str(tmp_path / "cache"))
+    try:
+        assert isinstance(mounted.process, ServerProcess)
+        assert (tmp_path / "mnt" / "lib" / "part2.bin").read_bytes() == (src / "lib" / "part2.bin").read_bytes()
+    finally:
+        mounted.unmount()
+    assert mounted.process.poll() is not None and not os.path.ismount(tmp_path / "mnt")
+    (tmp_path / "not-a-dir").write_text("x")
+    with pytest.raises(fs_lazy.MountError, match="not-a-dir"):  # the server's own error, quoted
+        mount_image(store, manifest.digest, str(tmp_path / "mnt2"), cache_dir=str(tmp_path / "not-a-dir" / "cache"))
+
+
+def test_sequential_reads_fetch_ahead_and_seeks_do_not(tmp_path, image):
+    from fs_lazy._fuse import LazyFS
+
+    store, manifest, src = image
+    cache = fs_lazy.ChunkCache(str(tmp_path / "cache"), store)
+    fs = LazyFS(manifest, cache)
+    part = manifest.entries["lib/part3.bin"].chunks
+    dest = memoryview(bytearray(4096))
+    assert fs.read_into("/lib/part3.bin", dest, (1 << 20) + 7) == 4096  # a seek: exactly that chunk
+    assert fs.read("/lib/part3.bin", 10, 1 << 20, 0) == (src / "lib" / "part3.bin").read_bytes()[1 << 20:(1 << 20) + 10]
+    assert part[0] not in cache and cache.fetched == 1
+    first = manifest.entries["lib/part5.bin"].chunks
+    assert fs.read("/lib/part5.bin", 4096, 0, 0) == (src / "lib" / "part5.bin").read_bytes()[:4096]
+    cache.ensure(first[1])  # fetched ahead (or waited for): the reader started at the beginning
+    assert cache.fetched == 3
+    cache.close()

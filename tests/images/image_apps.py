@@ -45,3 +45,28 @@ def look_around(host_path: str) -> dict:
 def hog(mb: int) -> int:
     block = b"x" * (mb << 20)  # written, so the pages are really used
     return len(block)
+
+
+def _try_connect(port: int) -> str:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        return "connected"
+    except OSError as exc:
+        return f"refused: {exc}"
+
+
+@app.function(image=image, block_network=True)
+def offline_in_image(port: int) -> dict:
+    return {"connect": _try_connect(port), "answer": 42}
+
+
+@app.function(image=image)
+def online_in_image(port: int) -> dict:
+    return {"connect": _try_connect(port), "answer": 42}
+
+
+@app.function(block_network=True)
+def offline_on_worker(port: int) -> dict:
+    return {"connect": _try_connect(port), "answer": 7}

@@ -104,3 +104,25 @@ def test_second_build_reuses_the_cache_and_the_mount_is_lazy(use_fabric):
         assert json.loads(json.dumps(mounted.manifest.total_size())) > 50 << 20
     finally:
         service.close()
+
+
+@pytest.fixture
+def loopback_server():
+    import socket
+
+    server = socket.create_server(("127.0.0.1", 0))
+    server.listen(8)
+    yield server.getsockname()[1]
+    server.close()
+
+
+def test_block_network_cuts_the_network_but_not_the_fabric(use_fabric, loopback_server):
+    from . import image_apps
+
+    with image_apps.app.run():
+        reachable = image_apps.online_in_image.remote(loopback_server)
+        offline = image_apps.offline_in_image.remote(loopback_server)
+        offline_plain = image_apps.offline_on_worker.remote(loopback_server)
+    assert reachable == {"connect": "connected", "answer": 42}  # the server is there to be reached
+    assert offline["answer"] == 42 and offline["connect"].startswith("refused"), offline
+    assert offline_plain["answer"] == 7 and offline_plain["connect"].startswith("refused"), offline_plain
