@@ -44,6 +44,7 @@ class ControlPlane:
         self._lock = _lock_data_dir(data_dir)
         # --- shared fabric: PostgreSQL state, issued tokens, TLS (_shared.py) ---
         self.database, self.tls = database, _shared.tls_files(tls_cert, tls_key)
+        self.tls_paths = (tls_cert, tls_key) if self.tls else None  # the HTTP gateway serves HTTPS with them
         self.store = _shared.open_state_store(data_dir, database)
         # --- end shared fabric ---
         if token is None:

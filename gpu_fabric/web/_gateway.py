@@ -37,6 +37,8 @@ class WebGateway:
                  public_url: str | None = None):
         self.engine = plane.engine
         self.token = plane.token
+        # The same certificate as the gRPC API (`serve --tls-cert/--tls-key`): HTTPS then.
+        self.tls_paths = getattr(plane, "tls_paths", None)
         self.host, self.port = host, port
         self.public_url = public_url.rstrip("/") if public_url else None
         self.history = CallHistory(self.engine)
@@ -56,7 +58,7 @@ class WebGateway:
         if self.public_url:
             return self.public_url
         host = self.host if self.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls_paths else 'http'}://{host}:{self.port}"
 
     def endpoint_url(self, label: str) -> str:
         return f"{self.url}{PATH_PREFIX}{label}"
@@ -83,8 +85,9 @@ class WebGateway:
         sock.listen(1024)
         sock.setblocking(False)
         self.port = sock.getsockname()[1]
+        tls = {"ssl_certfile": self.tls_paths[0], "ssl_keyfile": self.tls_paths[1]} if self.tls_paths else {}
         config = uvicorn.Config(self.app, log_config=None, access_log=False, lifespan="off", interface="asgi3",
-                                timeout_graceful_shutdown=2, log_level="warning")
+                                timeout_graceful_shutdown=2, log_level="warning", **tls)
         self._server = _Server(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         while not self._server.started:

@@ -53,7 +53,7 @@ def test_tls_client_trusts_the_ca_bundle(tmp_path, monkeypatch):
     running.loop = asyncio.new_event_loop()
     running.thread = threading.Thread(target=running.loop.run_forever, daemon=True)
     running.thread.start()
-    plane = ControlPlane(str(tmp_path / "fabric"), token="tls-token", tls_cert=cert, tls_key=key)
+    plane = ControlPlane(str(tmp_path / "fabric"), token="tls-token", tls_cert=cert, tls_key=key, web={"port": 0})
     running.plane = plane
     running.call(plane.start())
     try:
@@ -73,6 +73,17 @@ def test_tls_client_trusts_the_ca_bundle(tmp_path, monkeypatch):
         with pytest.raises(grpc.RpcError):
             client_pb2_grpc.FabricClientStub(plain).Hello(client_pb2.HelloRequest(), timeout=2.0)
         plain.close()
+        # The HTTP gateway serves HTTPS with the same certificate.
+        import ssl
+        import urllib.request
+
+        assert plane.web.url.startswith("https://127.0.0.1:")
+        trusting = ssl.create_default_context(cafile=ca)
+        request = urllib.request.Request(plane.web.url + "/metrics", headers={"Authorization": "Bearer tls-token"})
+        with urllib.request.urlopen(request, context=trusting, timeout=10) as response:
+            assert response.status == 200 and b"gpufabric" in response.read()
+        with pytest.raises(Exception):
+            urllib.request.urlopen(plane.web.url.replace("https://", "http://") + "/metrics", timeout=5).read()
     finally:
         running.call(plane.stop(0))
         running.loop.call_soon_threadsafe(running.loop.stop)
