@@ -128,13 +128,25 @@ def worker_group() -> None:
 
 @worker_group.command(name="ls")
 def worker_ls() -> None:
-    """Workers, whether they take work, and what they run."""
+    """Workers, whether they take work, what they run, and their GPUs."""
     from gpu_fabric.proto import volumes_pb2 as pb
 
     with _fabric_client() as client:
         for w in _call(client, "WorkerList", pb.WorkerListRequest()).workers:
             state = "accepting" if w.accepting else "draining"
-            click.echo(f"{w.worker_id}\t{state}\t{w.containers} containers\t{w.running_inputs} inputs\t{','.join(w.functions)}")
+            click.echo(f"{w.worker_id}\t{state}\t{w.containers} containers\t{w.running_inputs} inputs\t{','.join(w.functions)}"
+                       f"\t{_gpus_text(w.gpus)}")
+
+
+def _gpus_text(gpus) -> str:
+    """`0:H100 (NVIDIA H100 80GB HBM3, 81559 MiB, driver 550.54.15, CUDA 12.4)`, one per GPU, or `no GPU`."""
+    out = []
+    for g in gpus:
+        details = [g.name, f"{g.memory_mb} MiB"]
+        details += [f"driver {g.driver_version}"] if g.driver_version else []
+        details += [f"CUDA {g.cuda_version}"] if g.cuda_version else []
+        out.append(f"{g.index}:{g.type} ({', '.join(details)})")
+    return "; ".join(out) or "no GPU"
 
 
 @worker_group.command(name="preempt")

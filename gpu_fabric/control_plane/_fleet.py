@@ -137,7 +137,22 @@ class Fleet:
         )
         gpu = f" with {len(placement.gpu_indices)}x {placement.gpu_type}" if placement.gpu_indices else ""
         log.info("starting container %s for %s on %s%s", container.container_id, fn.name, worker.worker_id, gpu)
+        self._note_fallback(fn, placement)
         return True
+
+    def _note_fallback(self, fn: FunctionRec, placement) -> None:
+        """A GPU list placed on a later choice: say why in the app's log, once per function and reason."""
+        if not placement.gpu_indices or len(fn.spec.gpus) < 2:
+            return
+        first = fn.spec.gpus[0]
+        if first.type.strip().upper() in ("", "ANY") or placement.gpu_type in sched.acceptable_types(first.type):
+            return
+        detail = f"{fn.name}: {len(placement.gpu_indices)}x {placement.gpu_type} on {placement.worker_id}"
+        reason = f"first choice {max(1, first.count)}x {first.type}: no registered worker has one free"
+        if fn.last_reason_logged == detail + reason:
+            return
+        fn.last_reason_logged = detail + reason
+        self.system_log(fn.app_id, self.scheduler.record(fn.app_id, fn.name, "fallback", detail, [reason]).text(), fn.name)
 
     def _evict_idle_for(self, fn: FunctionRec) -> bool:
         """Shut down idle warm containers of other functions on a worker where that makes room for

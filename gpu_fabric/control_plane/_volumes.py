@@ -118,6 +118,7 @@ class VolumesServicer(volumes_pb2_grpc.FabricVolumesServicer):
                 worker_id=worker.worker_id, hostname=worker.info.hostname, accepting=worker.capacity.accepting,
                 containers=len(containers), running_inputs=sum(len(c.held) for c in containers),
                 functions=sorted({engine.functions[c.function_id].name for c in containers if c.function_id in engine.functions}),
+                gpus=list(worker.info.resources.gpus),
             ))
         return pb.WorkerListResponse(workers=out)
 

@@ -243,17 +243,21 @@ class LogEntry(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., timestamp: _Optional[float] = ..., stream: _Optional[_Union[LogStream, str]] = ..., data: _Optional[str] = ..., function_name: _Optional[str] = ..., container_id: _Optional[str] = ..., input_id: _Optional[str] = ..., call_id: _Optional[str] = ..., app_id: _Optional[str] = ...) -> None: ...
 
 class GpuInfo(_message.Message):
-    __slots__ = ("index", "type", "name", "memory_mb", "uuid", "simulated")
+    __slots__ = ("index", "type", "name", "memory_mb", "uuid", "simulated", "driver_version", "cuda_version")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
     UUID_FIELD_NUMBER: _ClassVar[int]
     SIMULATED_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CUDA_VERSION_FIELD_NUMBER: _ClassVar[int]
     index: int
     type: str
     name: str
     memory_mb: int
     uuid: str
     simulated: bool
-    def __init__(self, index: _Optional[int] = ..., type: _Optional[str] = ..., name: _Optional[str] = ..., memory_mb: _Optional[int] = ..., uuid: _Optional[str] = ..., simulated: _Optional[bool] = ...) -> None: ...
+    driver_version: str
+    cuda_version: str
+    def __init__(self, index: _Optional[int] = ..., type: _Optional[str] = ..., name: _Optional[str] = ..., memory_mb: _Optional[int] = ..., uuid: _Optional[str] = ..., simulated: _Optional[bool] = ..., driver_version: _Optional[str] = ..., cuda_version: _Optional[str] = ...) -> None: ...

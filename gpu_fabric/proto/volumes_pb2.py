@@ -22,59 +22,60 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from gpu_fabric.proto import common_pb2 as gpu__fabric_dot_proto_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1egpu_fabric/proto/volumes.proto\x12\rgpu_fabric.v1\"C\n\x18VolumeGetOrCreateRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x19\n\x11\x63reate_if_missing\x18\x02 \x01(\x08\"]\n\nVolumeInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x12\n\ncreated_at\x18\x03 \x01(\x01\x12\r\n\x05\x66iles\x18\x04 \x01(\x03\x12\r\n\x05\x62ytes\x18\x05 \x01(\x03\"\x13\n\x11VolumeListRequest\"@\n\x12VolumeListResponse\x12*\n\x07volumes\x18\x01 \x03(\x0b\x32\x19.gpu_fabric.v1.VolumeInfo\":\n\x13VolumeDeleteRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rallow_missing\x18\x02 \x01(\x08\"\x16\n\x14VolumeDeleteResponse\"(\n\x18VolumeGetManifestRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"U\n\nVolumeFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x0e\n\x06\x62locks\x18\x03 \x03(\t\x12\x0c\n\x04mode\x18\x04 \x01(\r\x12\r\n\x05mtime\x18\x05 \x01(\x01\"Y\n\x0eVolumeManifest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12(\n\x05\x66iles\x18\x03 \x03(\x0b\x32\x19.gpu_fabric.v1.VolumeFile\"3\n\x13VolumeBlocksRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06hashes\x18\x02 \x03(\t\"6\n\x16VolumePutBlocksRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x62locks\x18\x02 \x03(\x0c\"3\n\x15VolumeGetBlockRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04hash\x18\x02 \x01(\t\"\x1b\n\x0bVolumeBlock\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"]\n\x13VolumeCommitRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x04puts\x18\x02 \x03(\x0b\x32\x19.gpu_fabric.v1.VolumeFile\x12\x0f\n\x07\x64\x65letes\x18\x03 \x03(\t\"\'\n\x14VolumeCommitResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\"M\n\x14WorkerPreemptRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x12\n\ndeadline_s\x18\x02 \x01(\x01\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x17\n\x15WorkerPreemptResponse\"0\n\x1bWorkerPreemptionPollRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\"S\n\x1cWorkerPreemptionPollResponse\x12\x0f\n\x07preempt\x18\x01 \x01(\x08\x12\x12\n\ndeadline_s\x18\x02 \x01(\x01\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x13\n\x11WorkerListRequest\"\x86\x01\n\rWorkerSummary\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x11\n\taccepting\x18\x03 \x01(\x08\x12\x12\n\ncontainers\x18\x04 \x01(\x05\x12\x16\n\x0erunning_inputs\x18\x05 \x01(\x05\x12\x11\n\tfunctions\x18\x06 \x03(\t\"C\n\x12WorkerListResponse\x12-\n\x07workers\x18\x01 \x03(\x0b\x32\x1c.gpu_fabric.v1.WorkerSummary2\xfb\x07\n\rFabricVolumes\x12W\n\x11VolumeGetOrCreate\x12\'.gpu_fabric.v1.VolumeGetOrCreateRequest\x1a\x19.gpu_fabric.v1.VolumeInfo\x12Q\n\nVolumeList\x12 .gpu_fabric.v1.VolumeListRequest\x1a!.gpu_fabric.v1.VolumeListResponse\x12W\n\x0cVolumeDelete\x12\".gpu_fabric.v1.VolumeDeleteRequest\x1a#.gpu_fabric.v1.VolumeDeleteResponse\x12[\n\x11VolumeGetManifest\x12\'.gpu_fabric.v1.VolumeGetManifestRequest\x1a\x1d.gpu_fabric.v1.VolumeManifest\x12]\n\x13VolumeMissingBlocks\x12\".gpu_fabric.v1.VolumeBlocksRequest\x1a\".gpu_fabric.v1.VolumeBlocksRequest\x12\\\n\x0fVolumePutBlocks\x12%.gpu_fabric.v1.VolumePutBlocksRequest\x1a\".gpu_fabric.v1.VolumeBlocksRequest\x12R\n\x0eVolumeGetBlock\x12$.gpu_fabric.v1.VolumeGetBlockRequest\x1a\x1a.gpu_fabric.v1.VolumeBlock\x12W\n\x0cVolumeCommit\x12\".gpu_fabric.v1.VolumeCommitRequest\x1a#.gpu_fabric.v1.VolumeCommitResponse\x12Z\n\rWorkerPreempt\x12#.gpu_fabric.v1.WorkerPreemptRequest\x1a$.gpu_fabric.v1.WorkerPreemptResponse\x12o\n\x14WorkerPreemptionPoll\x12*.gpu_fabric.v1.WorkerPreemptionPollRequest\x1a+.gpu_fabric.v1.WorkerPreemptionPollResponse\x12Q\n\nWorkerList\x12 .gpu_fabric.v1.WorkerListRequest\x1a!.gpu_fabric.v1.WorkerListResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1egpu_fabric/proto/volumes.proto\x12\rgpu_fabric.v1\x1a\x1dgpu_fabric/proto/common.proto\"C\n\x18VolumeGetOrCreateRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x19\n\x11\x63reate_if_missing\x18\x02 \x01(\x08\"]\n\nVolumeInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x12\n\ncreated_at\x18\x03 \x01(\x01\x12\r\n\x05\x66iles\x18\x04 \x01(\x03\x12\r\n\x05\x62ytes\x18\x05 \x01(\x03\"\x13\n\x11VolumeListRequest\"@\n\x12VolumeListResponse\x12*\n\x07volumes\x18\x01 \x03(\x0b\x32\x19.gpu_fabric.v1.VolumeInfo\":\n\x13VolumeDeleteRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rallow_missing\x18\x02 \x01(\x08\"\x16\n\x14VolumeDeleteResponse\"(\n\x18VolumeGetManifestRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"U\n\nVolumeFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x0e\n\x06\x62locks\x18\x03 \x03(\t\x12\x0c\n\x04mode\x18\x04 \x01(\r\x12\r\n\x05mtime\x18\x05 \x01(\x01\"Y\n\x0eVolumeManifest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12(\n\x05\x66iles\x18\x03 \x03(\x0b\x32\x19.gpu_fabric.v1.VolumeFile\"3\n\x13VolumeBlocksRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06hashes\x18\x02 \x03(\t\"6\n\x16VolumePutBlocksRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x62locks\x18\x02 \x03(\x0c\"3\n\x15VolumeGetBlockRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04hash\x18\x02 \x01(\t\"\x1b\n\x0bVolumeBlock\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"]\n\x13VolumeCommitRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x04puts\x18\x02 \x03(\x0b\x32\x19.gpu_fabric.v1.VolumeFile\x12\x0f\n\x07\x64\x65letes\x18\x03 \x03(\t\"\'\n\x14VolumeCommitResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\"M\n\x14WorkerPreemptRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x12\n\ndeadline_s\x18\x02 \x01(\x01\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x17\n\x15WorkerPreemptResponse\"0\n\x1bWorkerPreemptionPollRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\"S\n\x1cWorkerPreemptionPollResponse\x12\x0f\n\x07preempt\x18\x01 \x01(\x08\x12\x12\n\ndeadline_s\x18\x02 \x01(\x01\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x13\n\x11WorkerListRequest\"\xac\x01\n\rWorkerSummary\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x11\n\taccepting\x18\x03 \x01(\x08\x12\x12\n\ncontainers\x18\x04 \x01(\x05\x12\x16\n\x0erunning_inputs\x18\x05 \x01(\x05\x12\x11\n\tfunctions\x18\x06 \x03(\t\x12$\n\x04gpus\x18\x07 \x03(\x0b\x32\x16.gpu_fabric.v1.GpuInfo\"C\n\x12WorkerListResponse\x12-\n\x07workers\x18\x01 \x03(\x0b\x32\x1c.gpu_fabric.v1.WorkerSummary2\xfb\x07\n\rFabricVolumes\x12W\n\x11VolumeGetOrCreate\x12\'.gpu_fabric.v1.VolumeGetOrCreateRequest\x1a\x19.gpu_fabric.v1.VolumeInfo\x12Q\n\nVolumeList\x12 .gpu_fabric.v1.VolumeListRequest\x1a!.gpu_fabric.v1.VolumeListResponse\x12W\n\x0cVolumeDelete\x12\".gpu_fabric.v1.VolumeDeleteRequest\x1a#.gpu_fabric.v1.VolumeDeleteResponse\x12[\n\x11VolumeGetManifest\x12\'.gpu_fabric.v1.VolumeGetManifestRequest\x1a\x1d.gpu_fabric.v1.VolumeManifest\x12]\n\x13VolumeMissingBlocks\x12\".gpu_fabric.v1.VolumeBlocksRequest\x1a\".gpu_fabric.v1.VolumeBlocksRequest\x12\\\n\x0fVolumePutBlocks\x12%.gpu_fabric.v1.VolumePutBlocksRequest\x1a\".gpu_fabric.v1.VolumeBlocksRequest\x12R\n\x0eVolumeGetBlock\x12$.gpu_fabric.v1.VolumeGetBlockRequest\x1a\x1a.gpu_fabric.v1.VolumeBlock\x12W\n\x0cVolumeCommit\x12\".gpu_fabric.v1.VolumeCommitRequest\x1a#.gpu_fabric.v1.VolumeCommitResponse\x12Z\n\rWorkerPreempt\x12#.gpu_fabric.v1.WorkerPreemptRequest\x1a$.gpu_fabric.v1.WorkerPreemptResponse\x12o\n\x14WorkerPreemptionPoll\x12*.gpu_fabric.v1.WorkerPreemptionPollRequest\x1a+.gpu_fabric.v1.WorkerPreemptionPollResponse\x12Q\n\nWorkerList\x12 .gpu_fabric.v1.WorkerListRequest\x1a!.gpu_fabric.v1.WorkerListResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gpu_fabric.proto.volumes_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VOLUMEGETORCREATEREQUEST']._serialized_start=49
-  _globals['_VOLUMEGETORCREATEREQUEST']._serialized_end=116
-  _globals['_VOLUMEINFO']._serialized_start=118
-  _globals['_VOLUMEINFO']._serialized_end=211
-  _globals['_VOLUMELISTREQUEST']._serialized_start=213
-  _globals['_VOLUMELISTREQUEST']._serialized_end=232
-  _globals['_VOLUMELISTRESPONSE']._serialized_start=234
-  _globals['_VOLUMELISTRESPONSE']._serialized_end=298
-  _globals['_VOLUMEDELETEREQUEST']._serialized_start=300
-  _globals['_VOLUMEDELETEREQUEST']._serialized_end=358
-  _globals['_VOLUMEDELETERESPONSE']._serialized_start=360
-  _globals['_VOLUMEDELETERESPONSE']._serialized_end=382
-  _globals['_VOLUMEGETMANIFESTREQUEST']._serialized_start=384
-  _globals['_VOLUMEGETMANIFESTREQUEST']._serialized_end=424
-  _globals['_VOLUMEFILE']._serialized_start=426
-  _globals['_VOLUMEFILE']._serialized_end=511
-  _globals['_VOLUMEMANIFEST']._serialized_start=513
-  _globals['_VOLUMEMANIFEST']._serialized_end=602
-  _globals['_VOLUMEBLOCKSREQUEST']._serialized_start=604
-  _globals['_VOLUMEBLOCKSREQUEST']._serialized_end=655
-  _globals['_VOLUMEPUTBLOCKSREQUEST']._serialized_start=657
-  _globals['_VOLUMEPUTBLOCKSREQUEST']._serialized_end=711
-  _globals['_VOLUMEGETBLOCKREQUEST']._serialized_start=713
-  _globals['_VOLUMEGETBLOCKREQUEST']._serialized_end=764
-  _globals['_VOLUMEBLOCK']._serialized_start=766
-  _globals['_VOLUMEBLOCK']._serialized_end=793
-  _globals['_VOLUMECOMMITREQUEST']._serialized_start=795
-  _globals['_VOLUMECOMMITREQUEST']._serialized_end=888
-  _globals['_VOLUMECOMMITRESPONSE']._serialized_start=890
-  _globals['_VOLUMECOMMITRESPONSE']._serialized_end=929
-  _globals['_WORKERPREEMPTREQUEST']._serialized_start=931
-  _globals['_WORKERPREEMPTREQUEST']._serialized_end=1008
-  _globals['_WORKERPREEMPTRESPONSE']._serialized_start=1010
-  _globals['_WORKERPREEMPTRESPONSE']._serialized_end=1033
-  _globals['_WORKERPREEMPTIONPOLLREQUEST']._serialized_start=1035
-  _globals['_WORKERPREEMPTIONPOLLREQUEST']._serialized_end=1083
-  _globals['_WORKERPREEMPTIONPOLLRESPONSE']._serialized_start=1085
-  _globals['_WORKERPREEMPTIONPOLLRESPONSE']._serialized_end=1168
-  _globals['_WORKERLISTREQUEST']._serialized_start=1170
-  _globals['_WORKERLISTREQUEST']._serialized_end=1189
-  _globals['_WORKERSUMMARY']._serialized_start=1192
-  _globals['_WORKERSUMMARY']._serialized_end=1326
-  _globals['_WORKERLISTRESPONSE']._serialized_start=1328
-  _globals['_WORKERLISTRESPONSE']._serialized_end=1395
-  _globals['_FABRICVOLUMES']._serialized_start=1398
-  _globals['_FABRICVOLUMES']._serialized_end=2417
+  _globals['_VOLUMEGETORCREATEREQUEST']._serialized_start=80
+  _globals['_VOLUMEGETORCREATEREQUEST']._serialized_end=147
+  _globals['_VOLUMEINFO']._serialized_start=149
+  _globals['_VOLUMEINFO']._serialized_end=242
+  _globals['_VOLUMELISTREQUEST']._serialized_start=244
+  _globals['_VOLUMELISTREQUEST']._serialized_end=263
+  _globals['_VOLUMELISTRESPONSE']._serialized_start=265
+  _globals['_VOLUMELISTRESPONSE']._serialized_end=329
+  _globals['_VOLUMEDELETEREQUEST']._serialized_start=331
+  _globals['_VOLUMEDELETEREQUEST']._serialized_end=389
+  _globals['_VOLUMEDELETERESPONSE']._serialized_start=391
+  _globals['_VOLUMEDELETERESPONSE']._serialized_end=413
+  _globals['_VOLUMEGETMANIFESTREQUEST']._serialized_start=415
+  _globals['_VOLUMEGETMANIFESTREQUEST']._serialized_end=455
+  _globals['_VOLUMEFILE']._serialized_start=457
+  _globals['_VOLUMEFILE']._serialized_end=542
+  _globals['_VOLUMEMANIFEST']._serialized_start=544
+  _globals['_VOLUMEMANIFEST']._serialized_end=633
+  _globals['_VOLUMEBLOCKSREQUEST']._serialized_start=635
+  _globals['_VOLUMEBLOCKSREQUEST']._serialized_end=686
+  _globals['_VOLUMEPUTBLOCKSREQUEST']._serialized_start=688
+  _globals['_VOLUMEPUTBLOCKSREQUEST']._serialized_end=742
+  _globals['_VOLUMEGETBLOCKREQUEST']._serialized_start=744
+  _globals['_VOLUMEGETBLOCKREQUEST']._serialized_end=795
+  _globals['_VOLUMEBLOCK']._serialized_start=797
+  _globals['_VOLUMEBLOCK']._serialized_end=824
+  _globals['_VOLUMECOMMITREQUEST']._serialized_start=826
+  _globals['_VOLUMECOMMITREQUEST']._serialized_end=919
+  _globals['_VOLUMECOMMITRESPONSE']._serialized_start=921
+  _globals['_VOLUMECOMMITRESPONSE']._serialized_end=960
+  _globals['_WORKERPREEMPTREQUEST']._serialized_start=962
+  _globals['_WORKERPREEMPTREQUEST']._serialized_end=1039
+  _globals['_WORKERPREEMPTRESPONSE']._serialized_start=1041
+  _globals['_WORKERPREEMPTRESPONSE']._serialized_end=1064
+  _globals['_WORKERPREEMPTIONPOLLREQUEST']._serialized_start=1066
+  _globals['_WORKERPREEMPTIONPOLLREQUEST']._serialized_end=1114
+  _globals['_WORKERPREEMPTIONPOLLRESPONSE']._serialized_start=1116
+  _globals['_WORKERPREEMPTIONPOLLRESPONSE']._serialized_end=1199
+  _globals['_WORKERLISTREQUEST']._serialized_start=1201
+  _globals['_WORKERLISTREQUEST']._serialized_end=1220
+  _globals['_WORKERSUMMARY']._serialized_start=1223
+  _globals['_WORKERSUMMARY']._serialized_end=1395
+  _globals['_WORKERLISTRESPONSE']._serialized_start=1397
+  _globals['_WORKERLISTRESPONSE']._serialized_end=1464
+  _globals['_FABRICVOLUMES']._serialized_start=1467
+  _globals['_FABRICVOLUMES']._serialized_end=2486
 # @@protoc_insertion_point(module_scope)

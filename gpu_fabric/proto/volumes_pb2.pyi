@@ -1,3 +1,4 @@
+from gpu_fabric.proto import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -161,20 +162,22 @@ class WorkerListRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class WorkerSummary(_message.Message):
-    __slots__ = ("worker_id", "hostname", "accepting", "containers", "running_inputs", "functions")
+    __slots__ = ("worker_id", "hostname", "accepting", "containers", "running_inputs", "functions", "gpus")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     ACCEPTING_FIELD_NUMBER: _ClassVar[int]
     CONTAINERS_FIELD_NUMBER: _ClassVar[int]
     RUNNING_INPUTS_FIELD_NUMBER: _ClassVar[int]
     FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     hostname: str
     accepting: bool
     containers: int
     running_inputs: int
     functions: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, worker_id: _Optional[str] = ..., hostname: _Optional[str] = ..., accepting: _Optional[bool] = ..., containers: _Optional[int] = ..., running_inputs: _Optional[int] = ..., functions: _Optional[_Iterable[str]] = ...) -> None: ...
+    gpus: _containers.RepeatedCompositeFieldContainer[_common_pb2.GpuInfo]
+    def __init__(self, worker_id: _Optional[str] = ..., hostname: _Optional[str] = ..., accepting: _Optional[bool] = ..., containers: _Optional[int] = ..., running_inputs: _Optional[int] = ..., functions: _Optional[_Iterable[str]] = ..., gpus: _Optional[_Iterable[_Union[_common_pb2.GpuInfo, _Mapping]]] = ...) -> None: ...
 
 class WorkerListResponse(_message.Message):
     __slots__ = ("workers",)

@@ -193,6 +193,8 @@ class ContainerManager:
             GPUFABRIC_STATUS_FILE=status_path,
             GPUFABRIC_IS_CONTAINER="1",
             CUDA_VISIBLE_DEVICES=",".join(str(i) for i in assignment.gpu_indices),
+            # The indices are NVML's (PCI bus order); CUDA's default order is fastest-first.
+            CUDA_DEVICE_ORDER="PCI_BUS_ID",
             # Raw fd output reaches the pumps as it is written, not at exit.
             PYTHONUNBUFFERED="1",
             # The runtime sets PR_SET_PDEATHSIG itself and exits if its parent is not this pid

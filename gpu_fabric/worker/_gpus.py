@@ -16,6 +16,7 @@ __all__ = [
     "catalog_type",
     "discover_gpus",
     "parse_nvidia_smi",
+    "parse_nvidia_smi_versions",
     "parse_simulated",
 ]
 
@@ -24,6 +25,10 @@ NVIDIA_SMI_QUERY = [
     "--query-gpu=index,name,memory.total,uuid",
     "--format=csv,noheader,nounits",
 ]
+
+
+_DRIVER_VERSION = re.compile(r"Driver Version:\s*([0-9][0-9.]*)")
+_CUDA_VERSION = re.compile(r"CUDA Version:\s*([0-9][0-9.]*)")
 
 
 class GpuDiscoveryError(ValueError):
@@ -102,6 +107,18 @@ def parse_nvidia_smi(text: str) -> list[common_pb2.GpuInfo]:
     return gpus
 
 
+def parse_nvidia_smi_versions(text: str) -> tuple[str, str]:
+    """(driver, CUDA) versions from the header of plain `nvidia-smi` output; "" for what it lacks."""
+    driver = _DRIVER_VERSION.search(text)
+    cuda = _CUDA_VERSION.search(text)
+    return (driver.group(1) if driver else "", cuda.group(1) if cuda else "")
+
+
+def _cuda_version(encoded: int) -> str:
+    """NVML's CUDA driver version (12040) as "12.4"."""
+    return f"{encoded // 1000}.{encoded % 1000 // 10}" if encoded > 0 else ""
+
+
 def parse_simulated(spec: str) -> list[common_pb2.GpuInfo]:
     """Parses `H100:2,T4:1` into simulated GpuInfo entries with consecutive indices."""
     gpus: list[common_pb2.GpuInfo] = []
@@ -140,6 +157,12 @@ def _nvml_gpus() -> Optional[list[common_pb2.GpuInfo]]:
         logger.debug("NVML unavailable: %s", exc)
         return None
     try:
+        driver = pynvml.nvmlSystemGetDriverVersion()
+        driver = driver.decode() if isinstance(driver, bytes) else driver
+        try:
+            cuda = _cuda_version(int(pynvml.nvmlSystemGetCudaDriverVersion()))
+        except Exception:  # older drivers or bindings: the driver version is still worth having
+            cuda = ""
         gpus = []
         for index in range(pynvml.nvmlDeviceGetCount()):
             handle = pynvml.nvmlDeviceGetHandleByIndex(index)
@@ -152,7 +175,7 @@ def _nvml_gpus() -> Optional[list[common_pb2.GpuInfo]]:
             gpus.append(
                 common_pb2.GpuInfo(
                     index=index, type=catalog_type(name, memory_mb), name=name,
-                    memory_mb=memory_mb, uuid=uuid,
+                    memory_mb=memory_mb, uuid=uuid, driver_version=driver, cuda_version=cuda,
                 )
             )
         return gpus
@@ -166,11 +189,11 @@ def _nvml_gpus() -> Optional[list[common_pb2.GpuInfo]]:
             pass
 
 
-def _run_nvidia_smi() -> Optional[str]:
+def _run_nvidia_smi(argv: Sequence[str] = tuple(NVIDIA_SMI_QUERY)) -> Optional[str]:
     if shutil.which("nvidia-smi") is None:
         return None
     try:
-        done = subprocess.run(NVIDIA_SMI_QUERY, capture_output=True, text=True, timeout=30)
+        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
         logger.warning("nvidia-smi failed: %s", exc)
         return None
@@ -185,6 +208,7 @@ def discover_gpus(
     *,
     nvml: Callable[[], Optional[Sequence[common_pb2.GpuInfo]]] = _nvml_gpus,
     run_nvidia_smi: Callable[[], Optional[str]] = _run_nvidia_smi,
+    run_nvidia_smi_header: Callable[[], Optional[str]] = lambda: _run_nvidia_smi(("nvidia-smi",)),
 ) -> list[common_pb2.GpuInfo]:
     """The GPUs this worker advertises: simulated ones when asked, else NVML, else nvidia-smi."""
     if simulate:
@@ -193,6 +217,11 @@ def discover_gpus(
     if found is not None:
         return list(found)
     text = run_nvidia_smi()
-    if text is not None:
-        return parse_nvidia_smi(text)
-    return []
+    if text is None:
+        return []
+    gpus = parse_nvidia_smi(text)
+    if gpus:  # the versions are in plain nvidia-smi's header, not in the per-GPU query
+        driver, cuda = parse_nvidia_smi_versions(run_nvidia_smi_header() or "")
+        for gpu in gpus:
+            gpu.driver_version, gpu.cuda_version = driver, cuda
+    return gpus

@@ -76,9 +76,13 @@ def test_container_crash_fails_that_call_after_retries_and_others_go_on(fabric_e
     assert "exited with code 17" in str(results[3])
 
 
-def test_simulated_gpu_fallback_list_pins_cuda_visible_devices(fabric_env):
+def test_simulated_gpu_fallback_list_pins_cuda_visible_devices(fabric_env, capsys):
     with apps.app.run():
         assert apps.gpu_env.remote() == "0"
+        time.sleep(0.5)  # the system log line arrives with the log stream
+    captured = capsys.readouterr()
+    assert "scheduler: fallback: gpu_env: 1x H100" in captured.out + captured.err
+    assert "first choice 1x B200" in captured.out + captured.err
 
 
 def test_calls_from_inside_a_container(fabric_env):

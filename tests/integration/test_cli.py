@@ -56,3 +56,8 @@ def test_errors_say_what_to_do(fabric_env):
     assert proc.returncode != 0 and "no_such_file.py" in proc.stderr
     proc = _cli("app", "stop", "no-such-app", check=False)
     assert proc.returncode != 0 and "no-such-app" in proc.stderr
+
+
+def test_worker_ls_shows_the_gpus(fabric_env):
+    out = _cli("worker", "ls").stdout
+    assert "0:H100 (Simulated H100, 81559 MiB)" in out, out

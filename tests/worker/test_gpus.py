@@ -9,6 +9,7 @@ from gpu_fabric.worker._gpus import (
     catalog_type,
     discover_gpus,
     parse_nvidia_smi,
+    parse_nvidia_smi_versions,
     parse_simulated,
 )
 
@@ -90,3 +91,18 @@ def test_discover_prefers_simulated_then_nvml_then_smi():
 
 def test_discover_on_this_machine_does_not_crash():
     assert isinstance(discover_gpus(), list)
+
+
+SMI_HEADER = """\
++-----------------------------------------------------------------------------------------+
+| NVIDIA-SMI 550.54.15              Driver Version: 550.54.15      CUDA Version: 12.4     |
+|-----------------------------------------+------------------------+----------------------+
+"""
+
+
+def test_driver_and_cuda_versions_from_the_nvidia_smi_header():
+    assert parse_nvidia_smi_versions(SMI_HEADER) == ("550.54.15", "12.4")
+    assert parse_nvidia_smi_versions("No devices were found") == ("", "")
+    gpus = discover_gpus(nvml=lambda: None, run_nvidia_smi=lambda: RECORDED_SMI, run_nvidia_smi_header=lambda: SMI_HEADER)
+    assert {(g.driver_version, g.cuda_version) for g in gpus} == {("550.54.15", "12.4")}
+    assert discover_gpus(nvml=lambda: None, run_nvidia_smi=lambda: "", run_nvidia_smi_header=lambda: 1 / 0) == []
