@@ -1,6 +1,7 @@
 """Content-addressed object stores: a local directory, S3 and OCI Object Storage behind one interface."""
 from __future__ import annotations
 
+import abc
 import hashlib
 import os
 import tempfile
@@ -48,7 +49,7 @@ def decode_chunk_view(blob: bytes, digest: Optional[str] = None) -> Union[bytes,
     return data
 
 
-class ChunkStore:
+class ChunkStore(abc.ABC):
     """Where chunks, manifests and refs live. Chunks are immutable and named by their digest.
 
     Subclasses implement `_get`, `_put`, `_has` over keys; refs are small mutable names
@@ -59,14 +60,17 @@ class ChunkStore:
     # many; a local one is bound by hashing, so one per core is the most that helps.
     parallel_fetches = 16
 
+    @abc.abstractmethod
     def _get(self, key: str) -> bytes:
-        raise NotImplementedError
+        """The object stored under `key` (ChunkNotFoundError when there is none)."""
 
+    @abc.abstractmethod
     def _put(self, key: str, data: bytes) -> None:
-        raise NotImplementedError
+        """Store `data` under `key`, whole or not at all."""
 
+    @abc.abstractmethod
     def _has(self, key: str) -> bool:
-        raise NotImplementedError
+        """True when an object is stored under `key`."""
 
     def put_chunk(self, data: bytes) -> str:
         """Stores `data` once (identical chunks across images share one object); returns its digest."""
