@@ -11,7 +11,7 @@ from functools import lru_cache
 
 from .base import Offering
 
-__all__ = ["Catalog", "UnknownGpuType", "load_catalog", "parse_gpu", "GpuChoice"]
+__all__ = ["Catalog", "UnknownGpuType", "load_catalog", "parse_gpu", "GpuChoice", "refresh"]
 
 DEFAULT_PATH = pathlib.Path(__file__).with_name("catalog.json")
 
@@ -43,6 +43,7 @@ class Catalog:
     def __init__(self, data: dict):
         self.date = data.get("date", "")
         self.sources = data.get("sources", {})
+        self.verification: dict = data.get("verification", {})  # how and when the prices were checked
         self.gpus: dict[str, dict] = data["gpus"]
         self.upgrades: dict[str, list[str]] = data.get("upgrades", {})
         self.gcp_accelerators: dict[str, str] = data.get("gcp_accelerators", {})
@@ -100,65 +101,82 @@ def parse_gpu(requested: str, count: int = 1, catalog: Catalog | None = None) ->
 
 
 # ------------------------------------------------------------------ refresh
-def refresh_aws(data: dict, session=None) -> int:
-    """Update AWS prices in `data` in place: spot from EC2 spot price history (cheapest zone),
-    on-demand from the Pricing API. Returns how many prices changed."""
-    import boto3  # lazy: only the refresh command needs it
+def refresh(data: dict, clouds: list[str], *, gcp_api_key: str | None = None,
+            oci_url: str = "") -> tuple[list, dict[str, str]]:
+    """Refresh the prices of `clouds` in catalog `data` (in place) from their pricing APIs.
 
-    session = session or boto3.session.Session()
-    changed = 0
-    by_region: dict[str, list[dict]] = {}
-    for o in data["offerings"]:
-        if o["cloud"] == "aws":
-            by_region.setdefault(o["region"], []).append(o)
-    pricing = session.client("pricing", region_name="us-east-1")  # the Pricing API lives in few regions
-    for region, offers in by_region.items():
-        ec2 = session.client("ec2", region_name=region)
-        types = sorted({o["instance_type"] for o in offers})
-        spot: dict[str, float] = {}
-        paginator = ec2.get_paginator("describe_spot_price_history")
-        for page in paginator.paginate(InstanceTypes=types, ProductDescriptions=["Linux/UNIX"], MaxResults=1000):
-            for item in page["SpotPriceHistory"]:
-                price = float(item["SpotPrice"])
-                t = item["InstanceType"]
-                spot[t] = min(price, spot.get(t, price))
-        for o in offers:
-            if o["instance_type"] in spot and spot[o["instance_type"]] != o.get("spot"):
-                o["spot"] = round(spot[o["instance_type"]], 4)
-                changed += 1
-            od = _aws_on_demand(pricing, region, o["instance_type"])
-            if od is not None and od != o["on_demand"]:
-                o["on_demand"] = od
-                changed += 1
-    return changed
+    Returns (RefreshResults of the clouds that succeeded, {cloud: error message} of those that did not).
+    A cloud that fails changes nothing in `data`."""
+    from . import pricing  # lazy: the SDKs behind it are only needed here
+
+    results, errors = [], {}
+    for cloud in clouds:
+        try:
+            if cloud == "aws":
+                results.append(pricing.refresh_aws(data))
+            elif cloud == "gcp":
+                results.append(pricing.refresh_gcp(data, api_key=gcp_api_key))
+            elif cloud == "oci":
+                results.append(pricing.refresh_oci(data, url=oci_url))
+            else:
+                raise ValueError(f"unknown cloud {cloud!r}")
+        except pricing.PricingError as exc:
+            errors[cloud] = str(exc)
+    return results, errors
 
 
-def _aws_on_demand(pricing, region: str, instance_type: str) -> float | None:
-    filters = [
-        {"Type": "TERM_MATCH", "Field": k, "Value": v}
-        for k, v in (("instanceType", instance_type), ("regionCode", region), ("operatingSystem", "Linux"),
-                     ("tenancy", "Shared"), ("preInstalledSw", "NA"), ("capacitystatus", "Used"))
-    ]
-    for raw in pricing.get_products(ServiceCode="AmazonEC2", Filters=filters, MaxResults=10).get("PriceList", []):
-        product = json.loads(raw) if isinstance(raw, str) else raw
-        for term in product.get("terms", {}).get("OnDemand", {}).values():
-            for dim in term.get("priceDimensions", {}).values():
-                usd = float(dim.get("pricePerUnit", {}).get("USD", 0) or 0)
-                if usd > 0:
-                    return round(usd, 4)
-    return None
+def _record_refresh(data: dict, results: list, date: str) -> None:
+    data["date"] = date
+    refreshed = data.setdefault("refreshed", {})
+    sources = data.setdefault("verification", {}).setdefault("sources", {})
+    for result in results:
+        refreshed[result.cloud] = {"date": date, "source": result.source}
+        sources[result.key] = f"{result.source}, read by the refresh command on {date}"
+
+
+def _report(results: list, errors: dict[str, str], threshold: float, out) -> None:
+    large = []
+    for result in results:
+        print(f"{result.cloud}: {result.checked} offerings checked, {len(result.changes)} prices changed "
+              f"({result.source})", file=out)
+        for change in result.changes:
+            print(f"  {change}", file=out)
+            if change.is_large(threshold):
+                large.append(change)
+        for line in result.unpriced:
+            print(f"  not priced, left as it was: {line}", file=out)
+        for line in result.warnings:
+            print(f"  warning: {line}", file=out)
+    if large:
+        print(f"LARGE CHANGES (more than {threshold:.0%}, or a price appearing/disappearing): review them", file=out)
+        for change in large:
+            print(f"  {change}", file=out)
+    for cloud, message in errors.items():
+        print(f"error: {message}", file=out)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m gpu_fabric.providers.catalog refresh --cloud aws [--out FILE]` | `show`."""
+    """`python -m gpu_fabric.providers.catalog show` | `refresh --cloud aws|gcp|oci|all [--out FILE]`."""
     import argparse
+    import copy
     import datetime
+    import tempfile
 
     parser = argparse.ArgumentParser(prog="python -m gpu_fabric.providers.catalog")
     sub = parser.add_subparsers(dest="command", required=True)
-    ref = sub.add_parser("refresh", help="update prices from a cloud's pricing API (AWS has one the SDK reaches)")
-    ref.add_argument("--cloud", choices=["aws"], default="aws")
-    ref.add_argument("--out", default=str(DEFAULT_PATH))
+    ref = sub.add_parser("refresh", help="update prices from the clouds' pricing APIs "
+                                         "(AWS Price List + spot prices, GCP Cloud Billing Catalog, OCI price list)")
+    ref.add_argument("--cloud", choices=["aws", "gcp", "oci", "all"], default="all")
+    ref.add_argument("--catalog", default="", help="catalog to read (default: $GPUFABRIC_CATALOG or the packaged one)")
+    ref.add_argument("--out", default="", help="where to write (default: the catalog read)")
+    ref.add_argument("--partial", action="store_true",
+                     help="with --cloud all, write the clouds that succeeded even if others failed")
+    ref.add_argument("--large-change", type=float, default=0.5, metavar="FRACTION",
+                     help="report price moves larger than this (default 0.5 = 50%%)")
+    ref.add_argument("--dry-run", action="store_true", help="report the changes, write nothing")
+    ref.add_argument("--gcp-api-key", default=None, help="API key for the Cloud Billing Catalog "
+                                                         "(default: $GPUFABRIC_GCP_API_KEY, else application-default credentials)")
+    ref.add_argument("--oci-url", default="", help="OCI price list URL (default: $GPUFABRIC_OCI_PRICE_LIST_URL or Oracle's)")
     sub.add_parser("show", help="print the GPU types and the cheapest offering of each")
     args = parser.parse_args(argv)
     if args.command == "show":
@@ -169,14 +187,45 @@ def main(argv: list[str] | None = None) -> int:
             best = min(offers, key=lambda o: o.on_demand / o.gpu_count)
             print(f"{gpu:10} {len(offers):3} offerings, from ${best.on_demand / best.gpu_count:.2f}/GPU-h ({best.cloud} {best.instance_type})")
         return 0
-    with open(DEFAULT_PATH) as f:
-        data = json.load(f)
-    changed = refresh_aws(data)
-    data["date"] = datetime.date.today().isoformat()
-    with open(args.out, "w") as f:
-        json.dump(data, f, indent=1)
-    print(f"{changed} prices updated in {args.out}")
-    return 0
+
+    from .pricing import dump_catalog
+
+    source = args.catalog or os.environ.get("GPUFABRIC_CATALOG") or str(DEFAULT_PATH)
+    out = args.out or source
+    with open(source) as f:
+        original = json.load(f)
+    data = copy.deepcopy(original)
+    clouds = ["aws", "gcp", "oci"] if args.cloud == "all" else [args.cloud]
+    today = datetime.date.today().isoformat()
+    results, errors = refresh(data, clouds, gcp_api_key=args.gcp_api_key, oci_url=args.oci_url)
+    _report(results, errors, args.large_change, sys.stdout)
+    if errors and not (args.partial and results):
+        # A cloud that failed must not leave half a refresh behind: nothing is written.
+        hint = "" if len(clouds) == 1 else "; refresh the others alone (--cloud NAME) or pass --partial"
+        print(f"{out} left unchanged{hint}")
+        return 1
+    if args.dry_run:
+        print("dry run: nothing written")
+        return 0
+    if errors:  # --partial: keep only the clouds that succeeded
+        data = _merge(original, data, [r.cloud for r in results])
+    _record_refresh(data, results, today)
+    text = dump_catalog(data)
+    Catalog(json.loads(text))  # the result must still load before it replaces the file
+    directory = os.path.dirname(os.path.abspath(out))
+    with tempfile.NamedTemporaryFile("w", dir=directory, suffix=".json", delete=False) as f:
+        f.write(text)
+    os.replace(f.name, out)
+    print(f"{sum(len(r.changes) for r in results)} prices updated in {out}")
+    return 1 if errors else 0
+
+
+def _merge(original: dict, refreshed: dict, clouds: list[str]) -> dict:
+    """`original` with the offerings of `clouds` taken from `refreshed` (same order, same length)."""
+    merged = json.loads(json.dumps(original))
+    merged["offerings"] = [new if new["cloud"] in clouds else old
+                           for old, new in zip(original["offerings"], refreshed["offerings"])]
+    return merged
 
 
 if __name__ == "__main__":
