@@ -2,9 +2,11 @@
 from ._checkpoints import CheckpointError, CheckpointManager, CorruptCheckpoint
 from ._policy import LossKind, charge_attempt, classify_exit
 from ._zygote import Zygote, ZygoteError
-from ._criu import CriuError, CriuSupport, detect_criu, restore_process, snapshot_process
+from ._criu import (CriuError, CriuSupport, detect_criu, dump_tree, host_fingerprint, incompatibility, restore_process,
+                    restore_tree, snapshot_process)
 
 __all__ = [
     "CheckpointError", "CheckpointManager", "CorruptCheckpoint", "CriuError", "CriuSupport", "LossKind", "Zygote",
-    "ZygoteError", "charge_attempt", "classify_exit", "detect_criu", "restore_process", "snapshot_process",
+    "ZygoteError", "charge_attempt", "classify_exit", "detect_criu", "dump_tree", "host_fingerprint", "incompatibility",
+    "restore_process", "restore_tree", "snapshot_process",
 ]

@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import os
+import platform
 import re
 import shutil
+import sys
 import subprocess
 import time
 from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
-__all__ = ["CriuError", "CriuSupport", "detect_criu", "MIN_VERSION", "restore_process", "snapshot_process"]
+__all__ = ["CriuError", "CriuSupport", "detect_criu", "dump_tree", "host_fingerprint", "incompatibility", "MIN_VERSION", "restore_process", "restore_tree",
+           "snapshot_process"]
 
 # Older CRIU (Debian 12's 3.17) fails on kernels >= 6.13 ("Unexpected rt vDSO area bounds").
 MIN_VERSION = (4, 1)
@@ -102,3 +105,98 @@ def restore_process(images_dir: str, *, criu: str, timeout_s: float = 60.0) -> N
     """Restore a `snapshot_process` image, detached (its own PID namespace); returns once it runs."""
     _run([criu, "restore", "-D", images_dir, "--restore-detached", "--network-lock", "nftables", "-o", "restore.log"],
          os.path.join(images_dir, "restore.log"), timeout_s)
+
+
+def dump_tree(pid: int, images_dir: str, *, criu: str, leave_running: bool = False, timeout_s: float = 300.0) -> float:
+    """Dump the process tree rooted at `pid` (PID 1 of its own namespace, a session leader) into
+    `images_dir`; with `leave_running` it goes on running afterwards. Returns the dump time (s)."""
+    os.makedirs(images_dir, exist_ok=True)
+    argv = [criu, "dump", "-t", str(pid), "-D", images_dir, "--network-lock", "nftables", "-o", "dump.log"]
+    if leave_running:
+        argv.append("--leave-running")
+    started = time.monotonic()
+    _run(argv, os.path.join(images_dir, "dump.log"), timeout_s)
+    return time.monotonic() - started
+
+
+def restore_tree(images_dir: str, *, criu: str, inherit: Mapping[int, int], timeout_s: float = 60.0) -> int:
+    """Restore a `dump_tree` image as a child of this process (`--restore-sibling`) and return its pid.
+
+    `inherit` maps each fd of ours to the inode of the pipe it replaces in the image (the dumped
+    process's stdio): CRIU puts our pipe there instead (`--inherit-fd fd[N]:pipe:[INODE]`).
+    """
+    pidfile = os.path.join(images_dir, f"restored-{os.getpid()}-{time.monotonic_ns()}.pid")
+    log = f"restore-{os.getpid()}-{time.monotonic_ns()}.log"
+    argv = [criu, "restore", "-D", images_dir, "--restore-detached", "--restore-sibling", "--pidfile", pidfile,
+            "-o", log]
+    for fd, inode in inherit.items():
+        argv += ["--inherit-fd", f"fd[{fd}]:pipe:[{inode}]"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, pass_fds=tuple(inherit))
+    log_path = os.path.join(images_dir, log)
+    try:
+        if out.returncode != 0:
+            try:
+                with open(log_path) as f:
+                    tail = "".join(line for line in f.readlines() if "Error" in line)[-2000:]
+            except OSError:
+                tail = out.stderr
+            raise CriuError(f"criu restore failed ({out.returncode}):\n{tail}")
+        with open(pidfile) as f:
+            return int(f.read().strip())
+    finally:
+        for path in (pidfile, log_path):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
+def _cpu_flags() -> list[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return sorted(set(line.split(":", 1)[1].split()))
+    except OSError:
+        pass
+    return []
+
+
+def _nvidia_driver() -> str:
+    try:
+        with open("/proc/driver/nvidia/version") as f:
+            match = re.search(r"Kernel Module\s+(?:for \S+\s+)?([0-9.]+)", f.read())
+            return match.group(1) if match else "unknown"
+    except OSError:
+        return ""
+
+
+def host_fingerprint(python: str = sys.executable) -> dict:
+    """What a snapshot taken here depends on: CPU architecture and features, the Python it runs
+    (version and the interpreter's path, which names its venv: libraries are mapped from there), the
+    NVIDIA driver (none: "").
+    The kernel is recorded for the logs only: CRIU images move between kernels."""
+    return {"machine": platform.machine(), "cpu_flags": _cpu_flags(), "python": platform.python_version(),
+            "executable": os.path.abspath(python), "nvidia_driver": _nvidia_driver(),
+            "kernel": platform.release()}
+
+
+def incompatibility(taken: Mapping, here: Mapping) -> Optional[str]:
+    """Why a snapshot taken on a host with fingerprint `taken` must not be restored `here` (None: it may).
+
+    The CPU here must have every feature the snapshot's CPU had (code may have picked instructions
+    by them at import time); architecture, Python and NVIDIA driver must be the same.
+    """
+    if taken.get("machine") != here.get("machine"):
+        return f"taken on {taken.get('machine')}, this host is {here.get('machine')}"
+    if (taken.get("python"), taken.get("executable")) != (here.get("python"), here.get("executable")):
+        return (f"taken with Python {taken.get('python')} ({taken.get('executable')}), this worker runs "
+                f"{here.get('python')} ({here.get('executable')})")
+    missing = sorted(set(taken.get("cpu_flags") or ()) - set(here.get("cpu_flags") or ()))
+    if missing:
+        shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        return f"this CPU lacks features the snapshot's CPU had: {shown}"
+    if taken.get("nvidia_driver", "") != here.get("nvidia_driver", ""):
+        return (f"taken with NVIDIA driver {taken.get('nvidia_driver') or 'none'}, this host has "
+                f"{here.get('nvidia_driver') or 'none'}")
+    return None

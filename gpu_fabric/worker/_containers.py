@@ -158,7 +158,9 @@ class ContainerManager:
         self._preparing: dict[str, threading.Event] = {}  # container id -> "stop requested"
         from ._warm import WarmStarts  # -- warm starts: forked from a per-function zygote (_warm.py)
 
-        self._warm = WarmStarts(url=url, python=python, directory=runtime_dir)
+        # Snapshots of warm zygotes (CRIU, where it works) are kept in the image store.
+        self._warm = WarmStarts(url=url, python=python, directory=runtime_dir,
+                                store=images.store if images is not None else None)
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -338,12 +340,14 @@ class ContainerManager:
             def start_on_main() -> None:
                 if self._finish_preparing(container_id, None, report_cancel=True):
                     if zygote is None:
+                        logger.info("container %s: warm start unavailable: %s", container_id, kind)
                         self._system_log(assignment, f"warm start unavailable: {kind}; starting cold\n")
                     self._spawn(assignment, zygote=(zygote, kind) if zygote is not None else None)
 
             self._run_on_main(start_on_main)
 
-        self._warm.start(assignment, self._env(assignment, status_path), launch)
+        self._warm.start(assignment, self._env(assignment, status_path), launch,
+                         note=lambda text: self._system_log(assignment, text))
 
     def _fork(self, assignment: worker_pb2.ContainerAssignment, zygote: tuple, env: dict, cwd: str) -> Any:
         """The forked container process, or None (and a log line) to start it cold."""
@@ -354,6 +358,7 @@ class ContainerManager:
         try:
             return fork_container(zygote[0], env, cwd, zygote[1])
         except (ZygoteError, OSError) as exc:
+            logger.warning("container %s: warm start failed: %s; starting cold", assignment.container_id, exc)
             self._system_log(assignment, f"warm start failed: {exc}; starting cold\n")
             return None
 

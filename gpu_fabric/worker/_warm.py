@@ -1,25 +1,45 @@
-"""Warm starts on a worker: per-function fork-server zygotes that new containers are forked from."""
+"""Warm starts on a worker: per-function fork-server zygotes, and CRIU snapshots of them.
+
+A function that asks for memory snapshots gets a zygote on each worker that runs it: a process
+that imported the code and ran the snap=True @enter methods, from which containers are forked in
+milliseconds. Where CRIU works on the host (detected on first use), the zygote is also dumped once
+warm and the image stored through the worker's image store (fs_lazy chunks, a manifest and a ref
+named by the function and this host's Python); another worker, or this one after a restart,
+restores the zygote from it instead of warming one up, after checking the snapshot was taken on a
+compatible host. Any failure along the way starts cold and says so in the app's log.
+"""
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from checkpointing import Zygote, ZygoteError
+from checkpointing import (CriuError, CriuSupport, Zygote, ZygoteError, detect_criu, host_fingerprint,
+                           incompatibility)
 from gpu_fabric.proto import worker_pb2, worker_pb2_grpc
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["ForkedProcess", "WarmStarts", "fork_container"]
 
-# Launch(zygote, kind): kind is "cold"/"fork_server" with a zygote; with None it says why not.
+# Launch(zygote, kind): kind is "cold"/"fork_server"/"snapshot" with a zygote; with None it says why not.
 Launch = Callable[[Optional[Zygote], str], None]
+# Note(text): a system line for the app's log.
+Note = Callable[[str], None]
 # The warm-up imports the user's code and runs its snap=True @enter methods: as long as a cold start.
 DEFAULT_WARMUP_TIMEOUT_S = 300.0
+# A zygote with no container running for this long is stopped (GPUFABRIC_ZYGOTE_IDLE_S); a later
+# container warms a new one (or restores it from its snapshot, much faster).
+DEFAULT_ZYGOTE_IDLE_S = 600.0
+SNAPSHOT_FORMAT = 1
 
 
 class ForkedProcess:
@@ -41,29 +61,45 @@ class ForkedProcess:
 
 @dataclass
 class _Entry:
-    zygote: Zygote
+    zygote: Optional[Zygote] = None
     state: str = "warming"  # -> "ready" | "failed"
     reason: str = ""
+    first_kind: str = "cold"  # how the container that waited for the zygote starts: cold or snapshot
     waiters: list = field(default_factory=list)
+
+
+def snapshot_key(function_id: str, definition: bytes, python: str) -> str:
+    """The store ref of a function's snapshot: per function (so per workspace), code and interpreter."""
+    digest = hashlib.sha256()
+    for part in (function_id.encode(), definition, os.path.abspath(python).encode(), sys.version.encode()):
+        digest.update(len(part).to_bytes(8, "big") + part)
+    return f"snapshot-v{SNAPSHOT_FORMAT}-{digest.hexdigest()[:40]}"
 
 
 class WarmStarts:
     """The zygotes of one worker, one per function that asked for memory snapshots.
 
-    The first container of such a function fetches its ContainerHello (the agent may: it never
-    forks), starts a zygote that imports the code and runs the snap=True @enter methods, and is
-    forked from it once warm; later containers are forked at once (~ms). Zygotes hold no gRPC
-    threads, so forking them is safe; they die with the agent. Any failure starts the container
-    cold instead.
+    The first container of such a function waits while its zygote is restored from a snapshot
+    (start kind "snapshot") or warmed up (kind "cold": it pays the whole import); later containers
+    are forked at once ("fork_server"). Zygotes hold no gRPC threads, so forking them is safe; they
+    die with the agent. `store` (a fs_lazy ChunkStore, the worker's image store) keeps snapshots;
+    without it, or without a working CRIU, zygotes are warmed up every time.
     """
 
-    def __init__(self, *, url: str, python: str, directory: str) -> None:
+    def __init__(self, *, url: str, python: str, directory: str, store: Any = None,
+                 idle_s: Optional[float] = None) -> None:
         self._url = url
         self._python = python
         self._dir = os.path.join(directory, "zygotes")
+        self._store = store
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
         self._channel: Any = None
+        self._criu: Optional[CriuSupport] = None
+        self.idle_s = idle_s if idle_s is not None else float(
+            os.environ.get("GPUFABRIC_ZYGOTE_IDLE_S", DEFAULT_ZYGOTE_IDLE_S))
+        self._reaper: Optional[threading.Thread] = None
+        self._closed = threading.Event()
 
     @staticmethod
     def wants(assignment: worker_pb2.ContainerAssignment) -> bool:
@@ -71,40 +107,79 @@ class WarmStarts:
         spec = assignment.spec
         return spec.enable_memory_snapshot and not spec.image.recipe_json and not spec.block_network
 
-    def start(self, assignment: worker_pb2.ContainerAssignment, env: dict[str, str], launch: Launch) -> None:
-        """Calls `launch` now or, while the function's zygote warms up, from another thread.
+    def snapshot_support(self) -> CriuSupport:
+        """Whether zygotes are snapshotted here (`usable`), or why not (`reason`); checked once."""
+        if self._criu is None:
+            if os.environ.get("GPUFABRIC_CRIU_SNAPSHOTS", "1") in ("0", "false", "no"):
+                support = CriuSupport(False, "CRIU snapshots are turned off (GPUFABRIC_CRIU_SNAPSHOTS=0)")
+            elif self._store is None:
+                support = CriuSupport(False, "this worker has no image store to keep snapshots in")
+            elif not shutil.which("unshare"):
+                support = CriuSupport(False, "unshare (util-linux) is not installed")
+            else:
+                support = detect_criu()
+            logger.info("CRIU snapshots of warm zygotes: %s", "on" if support.usable else f"off ({support.reason})")
+            self._criu = support
+        return self._criu
 
-        Call from the agent's long-lived thread: a zygote started here dies when that thread does.
+    def start(self, assignment: worker_pb2.ContainerAssignment, env: dict[str, str], launch: Launch,
+              note: Optional[Note] = None) -> None:
+        """Calls `launch` now or, while the function's zygote is restored or warms up, from another thread.
+
+        Call from the agent's long-lived thread: a zygote started here without CRIU dies when that
+        thread does (PR_SET_PDEATHSIG); a snapshot zygote dies when the agent closes its stdin.
         """
+        note = note or (lambda text: None)
         key = assignment.function_id
         with self._lock:
             entry = self._entries.get(key)
-        kind = "fork_server"
+            if entry is not None and entry.state == "ready" and not entry.zygote.alive():
+                self._entries.pop(key, None)  # it died (or was stopped as idle): make a new one
+                entry = None
+            if entry is not None and entry.zygote is not None:
+                entry.zygote.touch()
+        first = entry is None
         if entry is None:
-            try:
-                entry = _Entry(self._new_zygote(assignment, env))
-            except Exception as exc:  # noqa: BLE001 - any trouble here means a cold start
-                launch(None, f"cannot start a fork-server zygote: {exc}")
-                return
-            kind = "cold"  # this container waits for the warm-up: it pays the whole import
-            with self._lock:
-                self._entries[key] = entry
-            threading.Thread(target=self._warm, args=(entry, assignment.spec.startup_timeout_s),
-                             name=f"gpufabric-zygote-{key}", daemon=True).start()
+            entry = _Entry()
+            if self.snapshot_support().usable:
+                with self._lock:
+                    self._entries[key] = entry
+                threading.Thread(target=self._prepare_snapshot, args=(entry, assignment, env, note),
+                                 name=f"gpufabric-zygote-{key}", daemon=True).start()
+            else:
+                try:
+                    entry.zygote = self._new_zygote(assignment, env, snapshot=False)
+                except Exception as exc:  # noqa: BLE001 - any trouble here means a cold start
+                    launch(None, f"cannot start a fork-server zygote: {exc}")
+                    return
+                with self._lock:
+                    self._entries[key] = entry
+                threading.Thread(target=self._warm, args=(entry, assignment.spec.startup_timeout_s),
+                                 name=f"gpufabric-zygote-{key}", daemon=True).start()
+            self._start_reaper()
         with self._lock:
             if entry.state == "warming":
-                entry.waiters.append((launch, kind))
+                entry.waiters.append((launch, first))
                 return
-        launch(entry.zygote, kind) if entry.state == "ready" else launch(None, entry.reason)
+        self._launch(entry, launch, first)
 
-    def _new_zygote(self, assignment: worker_pb2.ContainerAssignment, env: dict[str, str]) -> Zygote:
-        hello = self._hello(assignment)
+    @staticmethod
+    def _launch(entry: _Entry, launch: Launch, first: bool) -> None:
+        if entry.state == "ready":
+            launch(entry.zygote, entry.first_kind if first else "fork_server")
+        else:
+            launch(None, entry.reason)
+
+    def _new_zygote(self, assignment: worker_pb2.ContainerAssignment, env: dict[str, str], *, snapshot: bool,
+                    hello: Optional[worker_pb2.ContainerHelloResponse] = None) -> Zygote:
+        hello = hello or self._hello(assignment)
         os.makedirs(self._dir, mode=0o700, exist_ok=True)
         fd, path = tempfile.mkstemp(prefix="hello-", dir=self._dir)  # 0600: it holds the secrets' values
         with os.fdopen(fd, "wb") as f:
             f.write(hello.SerializeToString())
         return Zygote(python=self._python, env=env, warmup=("core_executor._runtime._warm", "prepare", [path]),
-                      parent_pid=os.getpid(), directory=self._dir, wait=False)
+                      parent_pid=None if snapshot else os.getpid(), directory=self._dir, wait=False,
+                      snapshot=snapshot)
 
     def _hello(self, assignment: worker_pb2.ContainerAssignment) -> worker_pb2.ContainerHelloResponse:
         # Read-only on the control plane: the container's own hello after the fork gets the same.
@@ -119,24 +194,156 @@ class WarmStarts:
             metadata=(("authorization", f"Bearer {assignment.container_token}"),), timeout=30.0)
 
     def _warm(self, entry: _Entry, startup_timeout_s: float) -> None:
+        assert entry.zygote is not None
         try:
             entry.zygote.wait_ready(startup_timeout_s or DEFAULT_WARMUP_TIMEOUT_S)
             state, reason = "ready", ""
             logger.info("fork-server zygote %d warm in %.2fs", entry.zygote.pid, entry.zygote.warmup_s)
         except ZygoteError as exc:
             state, reason = "failed", f"the warm-up failed ({exc}; the worker's log has its error)"
+        self._finish(entry, state, reason)
+
+    def _finish(self, entry: _Entry, state: str, reason: str) -> None:
         with self._lock:
             entry.state, entry.reason = state, reason
             waiters, entry.waiters = entry.waiters, []
-        for launch, kind in waiters:
-            launch(entry.zygote, kind) if state == "ready" else launch(None, reason)
+        for launch, first in waiters:
+            self._launch(entry, launch, first)
+
+    # -- CRIU snapshots ------------------------------------------------------------------------
+
+    def _prepare_snapshot(self, entry: _Entry, assignment: worker_pb2.ContainerAssignment,
+                          env: dict[str, str], note: Note) -> None:
+        """Restore the function's zygote from its snapshot, or warm one up and snapshot it."""
+        criu = self.snapshot_support().path
+        timeout_s = assignment.spec.startup_timeout_s or DEFAULT_WARMUP_TIMEOUT_S
+        try:
+            hello = self._hello(assignment)
+        except Exception as exc:  # noqa: BLE001
+            self._finish(entry, "failed", f"cannot start a fork-server zygote: {exc}")
+            return
+        key = snapshot_key(assignment.function_id, hello.definition.SerializeToString(deterministic=True),
+                           self._python)
+        try:
+            zygote = self._restore(key, criu, note)
+        except Exception as exc:  # noqa: BLE001 - a failed restore is a cold start, said aloud
+            note(f"snapshot restore failed, warming up cold instead: {exc}\n")
+            zygote = None
+        if zygote is not None:
+            entry.zygote, entry.first_kind = zygote, "snapshot"
+            self._finish(entry, "ready", "")
+            return
+        dumped: dict = {}
+
+        def dump(z: Zygote) -> None:
+            images = tempfile.mkdtemp(prefix="dump-", dir=self._dir)
+            try:
+                dumped.update(z.dump(images, criu=criu), images=images)
+            except (CriuError, ZygoteError, OSError) as exc:
+                shutil.rmtree(images, ignore_errors=True)
+                note(f"cannot snapshot the warm process (fork-server starts go on): {exc}\n")
+
+        try:
+            entry.zygote = self._new_zygote(assignment, env, snapshot=True, hello=hello)
+            entry.zygote.wait_ready(timeout_s, before_handoff=dump)
+            logger.info("fork-server zygote %d warm in %.2fs", entry.zygote.pid, entry.zygote.warmup_s)
+            self._finish(entry, "ready", "")
+        except ZygoteError as exc:
+            self._finish(entry, "failed", f"the warm-up failed ({exc}; the worker's log has its error)")
+        except Exception as exc:  # noqa: BLE001
+            self._finish(entry, "failed", f"cannot start a fork-server zygote: {exc}")
+        if dumped.get("images"):
+            try:
+                size = self._store_snapshot(key, dumped)
+                note(f"snapshot of the warm process stored ({size / 2**20:.0f} MiB, dump "
+                     f"{dumped['dump_s'] * 1000:.0f} ms): later workers restore it instead of warming up\n")
+            except Exception as exc:  # noqa: BLE001
+                note(f"cannot store the snapshot: {exc}\n")
+            finally:
+                shutil.rmtree(dumped["images"], ignore_errors=True)
+
+    def _store_snapshot(self, key: str, dumped: dict) -> int:
+        from fs_lazy import pack_tree
+
+        manifest = pack_tree(dumped["images"], self._store)
+        record = {"format": SNAPSHOT_FORMAT, "manifest": manifest.store(self._store),
+                  "stdio_inodes": dumped["stdio_inodes"], "host": host_fingerprint(self._python),
+                  "criu": list(self.snapshot_support().version), "dump_s": dumped["dump_s"],
+                  "created": time.time(), "size": manifest.total_size()}
+        self._store.set_ref(key, self._store.put_blob(json.dumps(record, sort_keys=True).encode()))
+        return record["size"]
+
+    def _restore(self, key: str, criu: str, note: Note) -> Optional[Zygote]:
+        """The zygote restored from the function's snapshot; None (said why) when there is none to use."""
+        from fs_lazy import Manifest, materialize
+
+        ref = self._store.get_ref(key)
+        if ref is None:
+            return None
+        record = json.loads(self._store.get_blob(ref))
+        why = incompatibility(record["host"], host_fingerprint(self._python))
+        if record.get("format") != SNAPSHOT_FORMAT:
+            why = f"snapshot format {record.get('format')}, this worker reads {SNAPSHOT_FORMAT}"
+        if why:
+            note(f"not restoring the snapshot: it was {why}; warming up cold\n")
+            return None
+        started = time.monotonic()
+        images = os.path.join(self._dir, "snapshots", record["manifest"][:32])
+        if not os.path.isdir(images):  # kept on this worker's disk once fetched: restores reuse it
+            partial = tempfile.mkdtemp(prefix="fetch-", dir=self._dir)
+            try:
+                materialize(Manifest.load(self._store, record["manifest"]), self._store.get_chunk, partial)
+                os.makedirs(os.path.dirname(images), exist_ok=True)
+                os.rename(partial, images)
+            except BaseException:
+                shutil.rmtree(partial, ignore_errors=True)
+                raise
+        zygote = Zygote.restore(images, record["stdio_inodes"], criu=criu, directory=self._dir)
+        try:
+            zygote.wait_ready(30.0)
+        except ZygoteError:
+            zygote.close()
+            raise
+        took = time.monotonic() - started
+        logger.info("fork-server zygote %d restored from snapshot %s in %.3fs", zygote.pid, key, took)
+        note(f"restored the warm process from its CRIU snapshot in {took * 1000:.0f} ms\n")
+        return zygote
+
+    # -- idle zygotes --------------------------------------------------------------------------
+
+    def _start_reaper(self) -> None:
+        with self._lock:
+            if self._reaper is not None:
+                return
+            self._reaper = threading.Thread(target=self._reap_loop, name="gpufabric-zygote-reaper", daemon=True)
+        self._reaper.start()
+
+    def _reap_loop(self) -> None:
+        while not self._closed.wait(min(max(self.idle_s / 4, 0.05), 15.0)):
+            self.reap_idle()
+
+    def reap_idle(self) -> list[str]:
+        """Stop the zygotes with no container for `idle_s` seconds; returns their function ids."""
+        with self._lock:
+            idle = [(key, entry) for key, entry in self._entries.items()
+                    if entry.state != "warming" and (entry.zygote is None or entry.zygote.idle_s() >= self.idle_s)]
+            for key, _ in idle:
+                self._entries.pop(key, None)
+        for key, entry in idle:
+            if entry.zygote is not None:
+                logger.info("stopping fork-server zygote %d of %s: no container for %.0fs", entry.zygote.pid, key,
+                            self.idle_s)
+                entry.zygote.close()
+        return [key for key, _ in idle]
 
     def close(self) -> None:
         """Stops every zygote (containers forked from them die with them)."""
+        self._closed.set()
         with self._lock:
             entries, self._entries = list(self._entries.values()), {}
         for entry in entries:
-            entry.zygote.close()
+            if entry.zygote is not None:
+                entry.zygote.close()
         if self._channel is not None:
             self._channel.close()
 
@@ -146,7 +353,7 @@ def fork_container(zygote: Zygote, env: dict[str, str], cwd: str, kind: str) -> 
     from core_executor._runtime._warm import START_KIND_ENV
 
     # The runtime dies with its parent, which is the zygote here (and the zygote with the agent).
-    env = dict(env, GPUFABRIC_AGENT_PID=str(zygote.pid), **{START_KIND_ENV: kind})
+    env = dict(env, GPUFABRIC_AGENT_PID=str(zygote.children_parent_pid), **{START_KIND_ENV: kind})
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     null = os.open(os.devnull, os.O_RDONLY)

@@ -7,6 +7,12 @@ import core_executor as fabric
 app = fabric.App("snapshot-integration")
 
 
+def _host_pid() -> int:
+    """Our pid as the host sees it: under CRIU snapshots, containers live in a PID namespace of
+    their zygote's, where os.getpid() is small."""
+    return int(os.readlink("/proc/self"))
+
+
 @app.cls(scaledown_window=1, cpu=0.25)
 class Warm:
     @fabric.enter(snap=True)
@@ -14,6 +20,7 @@ class Warm:
         import json  # stands in for a heavy import: done once, in the zygote
 
         self.snap_pid = os.getpid()
+        self.snap_host_pid = _host_pid()
         self.table = json.loads('{"answer": 42}')
 
     @fabric.enter()
@@ -22,13 +29,14 @@ class Warm:
 
     @fabric.method()
     def where(self):
-        return {"snap_pid": self.snap_pid, "enter_pid": self.enter_pid, "pid": os.getpid(),
+        return {"snap_pid": self.snap_pid, "snap_host_pid": self.snap_host_pid, "host_pid": _host_pid(),
+                "enter_pid": self.enter_pid, "pid": os.getpid(),
                 "ppid": os.getppid(), "answer": self.table["answer"], "at": time.time()}
 
 
 @app.function(enable_memory_snapshot=True, scaledown_window=1, cpu=0.25)
 def warm_function(x):
-    return {"pid": os.getpid(), "ppid": os.getppid(), "twice": 2 * x}
+    return {"pid": os.getpid(), "host_pid": _host_pid(), "ppid": os.getppid(), "twice": 2 * x}
 
 
 @app.cls(scaledown_window=1, cpu=0.25)

@@ -26,10 +26,10 @@ def test_fork_server_forks_each_container_from_the_warmed_zygote(new_fabric):
         for _ in range(3):
             got = apps.Warm().where.remote()
             seen.append(got)
-            _gone(got["pid"])  # the next call needs a new container
+            _gone(got["host_pid"])  # the next call needs a new container
         doubled = apps.warm_function.remote(21)
     assert doubled["twice"] == 42 and doubled["pid"] != doubled["ppid"]
-    assert len({s["pid"] for s in seen}) == 3, seen
+    assert len({s["host_pid"] for s in seen}) == 3, seen
     for s in seen:
         # snap=True setup ran once, in the zygote, which is every container's parent; the other
         # @enter ran in the container itself.
@@ -50,3 +50,83 @@ def test_a_failing_warm_up_falls_back_to_a_cold_start_and_says_so(new_fabric, ca
     captured = capsys.readouterr()
     assert "warm start unavailable" in captured.out + captured.err
 
+
+
+def _criu_or_skip():
+    import shutil
+
+    from checkpointing import detect_criu
+
+    support = detect_criu()
+    if not support.usable:
+        pytest.skip(f"CRIU snapshots unavailable: {support.reason}")
+    if not shutil.which("unshare"):
+        pytest.skip("unshare (util-linux) is not installed")
+
+
+def _wait_log(fabric, text: str, timeout: float = 60.0) -> str:
+    deadline = time.monotonic() + timeout
+    while text not in (log := fabric.tail(400_000)):
+        assert time.monotonic() < deadline, f"{text!r} not in the fabric's log:\n{log[-3000:]}"
+        time.sleep(0.1)
+    return log
+
+
+def test_an_idle_zygote_is_stopped_and_the_next_one_is_restored_from_its_criu_snapshot(
+        new_fabric, monkeypatch, tmp_path, capsys):
+    _criu_or_skip()
+    monkeypatch.setenv("GPUFABRIC_ZYGOTE_IDLE_S", "1")
+    monkeypatch.setenv("GPUFABRIC_IMAGE_DIR", str(tmp_path / "images"))
+    fabric = new_fabric("--workers", "1")
+    from . import snap_apps as apps
+
+    with apps.app.run(show_logs=True):
+        first = apps.Warm().where.remote()
+        _gone(first["host_pid"])
+        # The zygote has had no container for a second: the worker stops it...
+        _wait_log(fabric, "no container for 1s")
+        # ...and the next container's zygote comes back from the snapshot, not a new warm-up.
+        second = apps.Warm().where.remote()
+        time.sleep(1.0)  # system log lines arrive with the log stream
+    out = capsys.readouterr()
+    said = out.out + out.err
+    assert "snapshot of the warm process stored" in said, said[-3000:]
+    assert "restored the warm process from its CRIU snapshot" in said, said[-3000:]
+    assert first["answer"] == second["answer"] == 42
+    # The restored zygote never ran the snap=True setup: its state (even the pid it recorded, of the
+    # zygote that was dumped and has since been stopped) came with the snapshot.
+    assert second["snap_host_pid"] == first["snap_host_pid"], (first, second)
+    assert second["host_pid"] != first["host_pid"]
+    assert second["snap_pid"] == first["snap_pid"] == second["ppid"] == 1, (first, second)  # PID 1 of its namespace
+    assert "snapshot start" in fabric.tail(400_000)
+
+
+def test_a_snapshot_from_an_incompatible_host_is_not_restored(new_fabric, monkeypatch, tmp_path, capsys):
+    _criu_or_skip()
+    import json
+
+    from fs_lazy import open_store
+
+    monkeypatch.setenv("GPUFABRIC_ZYGOTE_IDLE_S", "1")
+    monkeypatch.setenv("GPUFABRIC_IMAGE_DIR", str(tmp_path / "images"))
+    fabric = new_fabric("--workers", "1")
+    from . import snap_apps as apps
+
+    with apps.app.run(show_logs=True):
+        first = apps.warm_function.remote(1)
+        _gone(first["host_pid"])
+        _wait_log(fabric, "no container for 1s")
+        # Make the stored snapshot say it was taken on a CPU with a feature this one lacks.
+        store = open_store(str(tmp_path / "images" / "store"))
+        refs = tmp_path / "images" / "store" / "refs"
+        [name] = [p.name for p in refs.iterdir() if p.name.startswith("snapshot-")]
+        record = json.loads(store.get_blob(store.get_ref(name)))
+        record["host"]["cpu_flags"] = record["host"]["cpu_flags"] + ["gpufabric_test_feature"]
+        store.set_ref(name, store.put_blob(json.dumps(record).encode()))
+        second = apps.warm_function.remote(2)
+        time.sleep(1.0)
+    said = capsys.readouterr()
+    said = said.out + said.err
+    assert second["twice"] == 4
+    assert "this CPU lacks features the snapshot's CPU had: gpufabric_test_feature" in said, said[-3000:]
+    assert "restored the warm process" not in said
