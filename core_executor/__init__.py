@@ -5,6 +5,7 @@ from . import exception
 from ._app import App, LocalEntrypoint, Stub
 from ._client import CLIENT_VERSION as __version__
 from ._client import Client
+from ._calls import CallUsage
 from ._functions import Function, FunctionCall
 from ._functions import _hydrate_container  # noqa: F401 - called by the container runtime
 from ._cls import Cls, Obj
@@ -35,6 +36,7 @@ __all__ = [
     "Cron",
     "Dict",
     "Error",
+    "CallUsage",
     "Function",
     "FunctionCall",
     "Image",

@@ -1,7 +1,8 @@
-"""FunctionCall (a handle on a started call) and the long-polling of a call's outputs."""
+"""FunctionCall (a handle on a started call), its usage report, and the long-polling of a call's outputs."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from . import _client
@@ -13,7 +14,7 @@ from .exception import InputCancellation, InvalidError, OutputExpiredError
 if TYPE_CHECKING:
     from ._client import Client
 
-__all__ = ["FunctionCall"]
+__all__ = ["CallUsage", "CapacityUsage", "FunctionCall"]
 
 POLL_WAIT_S = 25.0
 # Extra gRPC deadline over a server-side wait.
@@ -71,6 +72,9 @@ def iter_generator(client: "Client", call_id: str, wait_logs: Callable[[int], An
             resp = _get_outputs(client, call_id, cursor, POLL_WAIT_S)
             if not resp.outputs and resp.cancelled:
                 raise InputCancellation(f"call {call_id} was cancelled")
+            if not resp.outputs and resp.closed and resp.num_inputs and resp.num_done >= resp.num_inputs:
+                done = True  # over without a closing item: a plain function's call
+                raise InvalidError(f"call {call_id} is not a generator call (it ended without closing a stream); use .get()")
             failure = None
             for output in resp.outputs:
                 cursor = max(cursor, output.seq)
@@ -94,6 +98,64 @@ def iter_generator(client: "Client", call_id: str, wait_logs: Callable[[int], An
     finally:
         if not done:
             _cancel_quietly(client, call_id)
+
+
+@dataclass(frozen=True)
+class CapacityUsage:
+    """A call's time on one kind of capacity: one GPU type and count (or none) at one price."""
+
+    gpu_type: str  # catalog GPU type ("T4", "A100-80GB"); "" for CPU-only containers
+    gpu_count: int  # GPUs per container
+    price_per_hour: float  # USD per hour of one such container (0 on a local worker)
+    attempts: int
+    seconds: float
+    gpu_seconds: float
+    usd: float
+
+
+@dataclass(frozen=True)
+class CallUsage:
+    """What a call used on the fabric, as the control plane measured and priced it
+    (`FunctionCall.get_usage()`).
+
+    An attempt's time runs from the control plane handing the input to a container until the
+    attempt ends (its output arrives, it times out, its container fails, the call is cancelled).
+    Retries are attempts of their own and are counted. Attempts cut short because the fabric lost
+    their container or worker (a preemption, a dead machine) re-run without spending the user's
+    retries; they are reported apart (`lost_attempts`, `lost_seconds`) and left out of `seconds`,
+    `gpu_seconds` and `usd`. `usd` prices each attempt at its container's share of its worker's
+    price, as the fabric's billing ledger does; a local worker's GPUs are priced $0. Inputs that
+    run together in one container (@batched, concurrent inputs) overlap, so their seconds can add
+    up to more than the container ran. Usage is complete for an input once its output was read:
+    after `.get()` returns, the call's usage is final.
+    """
+
+    call_id: str
+    num_inputs: int  # inputs put on the call
+    num_finished: int  # inputs finished, whatever their status
+    num_running: int  # inputs on a container now (their running attempt is not counted yet)
+    attempts: int  # charged attempts, retries included
+    seconds: float  # container seconds of the charged attempts
+    gpu_seconds: float  # seconds x GPUs per container
+    usd: float
+    gpu_type: str  # the GPU type that ran the most seconds ("" for CPU only or nothing yet)
+    gpu_count: int  # GPUs per container of that capacity
+    capacity: tuple[CapacityUsage, ...]  # one entry per kind of capacity the call ran on
+    lost_attempts: int
+    lost_seconds: float
+
+    @classmethod
+    def _from_proto(cls, msg: Any) -> "CallUsage":
+        return cls(
+            call_id=msg.call_id, num_inputs=int(msg.num_inputs), num_finished=int(msg.num_finished),
+            num_running=int(msg.num_running), attempts=int(msg.attempts), seconds=msg.seconds,
+            gpu_seconds=msg.gpu_seconds, usd=msg.usd, gpu_type=msg.gpu_type, gpu_count=int(msg.gpu_count),
+            capacity=tuple(
+                CapacityUsage(c.gpu_type, int(c.gpu_count), c.price_per_hour, int(c.attempts), c.seconds, c.gpu_seconds, c.usd)
+                for c in msg.capacity
+            ),
+            lost_attempts=int(msg.lost_attempts), lost_seconds=msg.lost_seconds,
+        )
 
 
 class FunctionCall:
@@ -155,6 +217,26 @@ class FunctionCall:
         wait_logs = (lambda seq: self._printer.wait_for(seq, LOG_WAIT_S)) if self._printer is not None else None
         outputs = iter_outputs(get_outputs, feeder=None, total=None, ordered=True, wait_logs=wait_logs)
         return [ser.decode_result(o.result, blobs=client) for o in outputs]
+
+    @blocking(iterator=True)
+    def get_gen(self) -> Iterator[Any]:
+        """Yield the items of a spawned generator call as they arrive (a failure is raised after
+        the items produced before it); leaving early cancels the call."""
+        client = self._client_now()
+        printer = self._printer
+        wait_logs = (lambda seq: printer.wait_for(seq, LOG_WAIT_S)) if printer is not None else (lambda seq: None)
+        return iter_generator(client, self.object_id, wait_logs)
+
+    @blocking
+    def get_usage(self) -> CallUsage:
+        """What the call used so far: container seconds, GPU type and count, GPU-seconds and USD.
+
+        Final once `.get()` has returned (see CallUsage). Raises NotFoundError for an unknown
+        call, one of another workspace, or one whose outputs expired.
+        """
+        client = self._client_now()
+        usage = client.call("FunctionCallGetUsage", client.pb.FunctionCallGetUsageRequest(call_id=self.object_id))
+        return CallUsage._from_proto(usage)
 
     @blocking
     def cancel(self, terminate_containers: bool = False) -> None:

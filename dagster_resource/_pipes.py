@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
+import weakref
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
@@ -21,6 +23,7 @@ from dagster_pipes import PipesExtras, PipesParams
 
 from ._pool import FunctionPool
 from ._remote import run_pipes
+from ._resource import _pickle_by_value, _usage_of, usage_metadata
 from .exceptions import PipesSessionNotOpenedError
 
 __all__ = ["PipesGpuFabricClient", "PipesGpuFabricMessageReader"]
@@ -81,6 +84,19 @@ class PipesGpuFabricClient(PipesClient, TreatAsResourceParam):
 
     url/token: the fabric (None: GPUFABRIC_URL, else an embedded fabric). app_name: the fabric
     app the calls belong to. gpu/cpu/memory/timeout: default resources of each run.
+
+    The client starts its fabric app on its first run and keeps it for later runs (one app per
+    client, one function per distinct resource set), so a second run with the same resources
+    finds a warm container instead of starting an app and a container of its own. The app stops
+    with `close()` (or `with PipesGpuFabricClient(...) as pipes:`), else when the process exits;
+    a process killed outright leaves it to the fabric, which stops an app whose client stopped
+    heart-beating (30 s by default).
+
+    The returned invocation's metadata: `gpu_fabric/call_seconds` (the wall time of the run, as
+    this process saw it) and, from the fabric's usage report (`FunctionCall.get_usage()`),
+    `gpu_fabric/container_seconds`, `gpu_fabric/gpu_seconds` (container seconds times its GPUs),
+    `gpu_fabric/cost_usd` (at the container's price, as the fabric bills it; $0 on a local worker)
+    and `gpu_fabric/gpu` (the GPU type it ran on).
     """
 
     def __init__(
@@ -100,6 +116,43 @@ class PipesGpuFabricClient(PipesClient, TreatAsResourceParam):
         self._defaults = {"gpu": gpu, "cpu": cpu, "memory": memory, "timeout": timeout}
         self.message_reader = message_reader or PipesGpuFabricMessageReader()
         self.context_injector = PipesEnvContextInjector()
+        self._pool: Optional[FunctionPool] = None
+        self._pool_lock = threading.Lock()
+        self._finalizer: Optional[weakref.finalize] = None
+
+    def _function_pool(self) -> FunctionPool:
+        """This client's pool of fabric functions, started on first use and kept until `close()`."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = FunctionPool(self._app_name, url=self._url, token=self._token, show_logs=self._show_logs)
+                # Also at interpreter exit: a client that is never closed still stops its app.
+                self._finalizer = weakref.finalize(self, self._pool.close)
+            return self._pool
+
+    def close(self) -> None:
+        """Stop the fabric app this client started (a later `run` starts a new one)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+            finalizer, self._finalizer = self._finalizer, None
+        if finalizer is not None:
+            finalizer.detach()
+        if pool is not None:
+            pool.close()
+
+    def __enter__(self) -> "PipesGpuFabricClient":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_pool"], state["_pool_lock"], state["_finalizer"] = None, None, None  # a copy starts its own app
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._pool_lock = threading.Lock()
 
     @classmethod
     def _is_dagster_maintained(cls) -> bool:
@@ -132,37 +185,32 @@ class PipesGpuFabricClient(PipesClient, TreatAsResourceParam):
             raise TypeError("PipesGpuFabricClient.run takes exactly one of function= or command=")
         import cloudpickle
 
-        from ._resource import _pickle_by_value
-
         if function is not None:
             target = {"function": function, "args": tuple(args), "kwargs": dict(kwargs or {}), "env": dict(env or {})}
         else:
             target = {"command": list(command), "env": dict(env or {}), "cwd": cwd}
         packed = _pickle_by_value(cloudpickle, target, function)
         options = {**self._defaults, **{k: v for k, v in dict(gpu=gpu, cpu=cpu, memory=memory, timeout=timeout).items() if v is not None}}
-        pool = FunctionPool(self._app_name, url=self._url, token=self._token, show_logs=self._show_logs)
         started = time.monotonic()
-        try:
-            with open_pipes_session(
-                context=context,
-                context_injector=self.context_injector,
-                message_reader=self.message_reader,
-                extras=extras,
-            ) as session:
-                bootstrap = session.get_bootstrap_env_vars()
-                entry = pool.get(run_pipes, options)
-                self.message_reader.consume(entry.remote_gen(bootstrap, packed))
-                if not session.message_handler.received_opened_message:
-                    raise PipesSessionNotOpenedError(
-                        f"the {'function' if function is not None else 'command'} ran on gpu-fabric but never "
-                        "opened a Dagster Pipes session: call `open_dagster_pipes()` (in a `with` block) in the "
-                        "remote code. Its output is in this step's compute logs."
-                    )
-        finally:
-            pool.close()
-        seconds = time.monotonic() - started
-        metadata: dict[str, Any] = {"gpu_fabric/call_seconds": round(seconds, 3)}
-        if options.get("gpu"):
-            metadata["gpu_fabric/gpu"] = str(options["gpu"])
+        with open_pipes_session(
+            context=context,
+            context_injector=self.context_injector,
+            message_reader=self.message_reader,
+            extras=extras,
+        ) as session:
+            bootstrap = session.get_bootstrap_env_vars()
+            entry = self._function_pool().get(run_pipes, options)
+            call = entry.spawn(bootstrap, packed)  # a handle, for the usage report afterwards
+            self.message_reader.consume(call.get_gen())
+            if not session.message_handler.received_opened_message:
+                raise PipesSessionNotOpenedError(
+                    f"the {'function' if function is not None else 'command'} ran on gpu-fabric but never "
+                    "opened a Dagster Pipes session: call `open_dagster_pipes()` (in a `with` block) in the "
+                    "remote code. Its output is in this step's compute logs."
+                )
+        metadata: dict[str, Any] = {"gpu_fabric/call_seconds": round(time.monotonic() - started, 3)}
+        usage = _usage_of(call, context)
+        if usage is not None:
+            metadata.update(usage_metadata(usage))
         return PipesClientCompletedInvocation(session, metadata=metadata)
 

@@ -53,6 +53,8 @@ def run_pipes(bootstrap_env: dict[str, str], payload: bytes) -> Iterator[dict[st
     saved = os.environ.copy()
     process = None
     worker = None
+    if not target.get("command"):
+        _forget_pipes_context()  # a warm container: the previous run's session must not be reused
     if target.get("command"):
         process = subprocess.Popen(target["command"], env={**os.environ, **target.get("env", {}), **env},
                                    cwd=target.get("cwd"))
@@ -86,6 +88,7 @@ def run_pipes(bootstrap_env: dict[str, str], payload: bytes) -> Iterator[dict[st
         if worker is not None:
             os.environ.clear()
             os.environ.update(saved)
+            _forget_pipes_context()
     if process is not None:
         if process.returncode != 0:
             raise RuntimeError(f"the Pipes command {target['command']!r} exited with code {process.returncode}")
@@ -94,6 +97,15 @@ def run_pipes(bootstrap_env: dict[str, str], payload: bytes) -> Iterator[dict[st
     if "error" in outcome:
         raise outcome["error"]
     yield {"kind": "result", "value": outcome.get("value")}
+
+
+def _forget_pipes_context() -> None:
+    """Drop dagster_pipes' process-wide context. `open_dagster_pipes()` returns the context already
+    set in the process, even a closed one; containers are reused between Pipes runs (one app per
+    client), so each run in this process must open a session of its own."""
+    from dagster_pipes import PipesContext
+
+    PipesContext._instance = None  # no public reset; open_dagster_pipes() checks this attribute
 
 
 def run_dagster_step(compressed_step_args: str, env: dict[str, str]) -> dict[str, Any]:

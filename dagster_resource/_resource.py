@@ -30,9 +30,21 @@ class GpuFabricResource(ConfigurableResource):
     `call`/`map`/`spawn` take a deployed function ("app/function", or a `Function.from_name`
     reference) or any picklable callable, which then runs in a container of this resource's
     app with the resource's defaults (`options(...)` overrides them per call). Containers'
-    output is printed to the step's stdout/stderr, so it lands in the run's compute logs. Inside
-    an asset or op, each call adds `gpu_fabric/*` metadata (calls, call seconds, GPU seconds) to
-    the step's output.
+    output is printed to the step's stdout/stderr, so it lands in the run's compute logs.
+
+    Inside an asset or op, `call` and `map` add `gpu_fabric/*` metadata to the step's output
+    (the asset's materialization), summed over the step's calls:
+
+    - `gpu_fabric/calls`: inputs run.
+    - `gpu_fabric/call_seconds`: wall time the step waited for its calls, as this process saw it
+      (queueing, container start and transfers included); not what the fabric billed.
+    - `gpu_fabric/container_seconds`, `gpu_fabric/gpu_seconds`, `gpu_fabric/cost_usd`: what the
+      fabric measured and billed (`FunctionCall.get_usage()`): each attempt's time on its
+      container, retries included; times the container's GPUs; priced at the container's share
+      of its worker's price, as the fabric's billing ledger does (a local worker's GPUs cost $0).
+    - `gpu_fabric/gpu`: the GPU type(s) the calls ran on ("A100-80GB", "H100:2"), when any.
+
+    `spawn` returns at once: its call's usage is `call.get_usage()` after `.get()`, not metadata.
     """
 
     url: Optional[str] = Field(
@@ -115,16 +127,22 @@ class GpuFabricResource(ConfigurableResource):
                 self._pool = FunctionPool(self.environment, url=self.url, token=self.token, show_logs=self.show_logs)
             return self._pool
 
-    def _record(self, options: dict[str, Any], calls: int, seconds: float) -> None:
+    def _record(self, calls: int, seconds: float, call: Optional[fabric.FunctionCall]) -> None:
+        """Add a finished call to the step's metadata: `calls` inputs, `seconds` of wall time, and
+        the fabric's usage report of `call` (None when the call never started)."""
         context = _current_step_context()
+        usage = _usage_of(call, context)
         step = (context.run_id, str(context.op_handle)) if context is not None else None
         totals = self._totals.setdefault(step, {})
         totals["gpu_fabric/calls"] = totals.get("gpu_fabric/calls", 0) + calls
         totals["gpu_fabric/call_seconds"] = round(totals.get("gpu_fabric/call_seconds", 0.0) + seconds, 3)
-        gpu_count = _gpu_count(options.get("gpu"))
-        if gpu_count:
-            totals["gpu_fabric/gpu_seconds"] = round(totals.get("gpu_fabric/gpu_seconds", 0.0) + seconds * gpu_count, 3)
-            totals["gpu_fabric/gpu"] = str(options.get("gpu"))
+        if usage is not None:
+            for key, value in usage_metadata(usage).items():
+                if key == "gpu_fabric/gpu":
+                    known = set(filter(None, totals.get(key, "").split(", ")))
+                    totals[key] = ", ".join(sorted(known | set(value.split(", "))))
+                else:
+                    totals[key] = round(totals.get(key, 0.0) + value, 9 if key == "gpu_fabric/cost_usd" else 3)
         if context is not None:
             _add_step_metadata(context, dict(totals))
 
@@ -157,28 +175,36 @@ class GpuFabricCaller:
         return entry, (payload,), {}
 
     def call(self, function: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run `function(*args, **kwargs)` on the fabric; its result, or its error raised here."""
         target, a, kw = self._target(function, args, kwargs)
         started = time.monotonic()
+        call = None
         try:
-            return target.remote(*a, **kw)
+            # spawn + get rather than remote(): the handle's call id gives the usage report.
+            call = target.spawn(*a, **kw)
+            return _get(call)
         finally:
-            self._resource._record(self._options, 1, time.monotonic() - started)
+            self._resource._record(1, time.monotonic() - started, call)
 
     def map(self, function: Any, *iterables: Iterable[Any], **kwargs: Any) -> list[Any]:
+        """Run `function` on every element of `iterables` (zipped); results in input order."""
         columns = [list(it) for it in iterables]
         if not columns:
             raise TypeError("map needs at least one iterable")
         started = time.monotonic()
+        call = None
         try:
             if isinstance(function, (str, fabric.Function)) and not _has_local_code(function):
                 target, _, _ = self._target(function, (), {})
-                return list(target.map(*columns, kwargs=kwargs))
-            payloads = [self._target(function, tuple(row), kwargs)[1][0] for row in zip(*columns)]
-            entry = self._resource._function_pool().get(run_callable, self._options)
-            return list(entry.map(payloads))
+                call = target.spawn_map(*columns, kwargs=kwargs)
+            else:
+                payloads = [self._target(function, tuple(row), kwargs)[1][0] for row in zip(*columns)]
+                entry = self._resource._function_pool().get(run_callable, self._options)
+                call = entry.spawn_map(payloads)
+            return list(_get(call, many=True))
         finally:
             count = len(columns[0]) if columns else 0
-            self._resource._record(self._options, count, time.monotonic() - started)
+            self._resource._record(count, time.monotonic() - started, call)
 
     def spawn(self, function: Any, *args: Any, **kwargs: Any) -> fabric.FunctionCall:
         target, a, kw = self._target(function, args, kwargs)
@@ -226,12 +252,50 @@ def _is_user_module(module: Any) -> bool:
     return not any(r and real.startswith(os.path.realpath(r) + os.sep) for r in roots)
 
 
-def _gpu_count(gpu: Any) -> int:
-    if not gpu:
-        return 0
-    first = gpu[0] if isinstance(gpu, (list, tuple)) else gpu
-    _, _, count = str(first).partition(":")
-    return int(count) if count.isdigit() else 1
+def _get(call: fabric.FunctionCall, *, many: bool = False) -> Any:
+    """`call.get()`. A step interrupted while it waits (Dagster raises a BaseException there)
+    cancels the call, and so does a failed input of a map (`many`), as `Function.map` does, so
+    the other inputs stop running."""
+    try:
+        return call.get()
+    except BaseException as exc:
+        if many or not isinstance(exc, Exception):
+            try:
+                call.cancel(terminate_containers=not isinstance(exc, Exception))
+            except Exception:  # noqa: BLE001 - best effort while already failing
+                pass
+        raise
+
+
+def usage_metadata(usage: fabric.CallUsage) -> dict[str, Any]:
+    """The `gpu_fabric/*` metadata of one call's usage report (what the fabric billed)."""
+    metadata: dict[str, Any] = {
+        "gpu_fabric/container_seconds": round(usage.seconds, 3),
+        "gpu_fabric/gpu_seconds": round(usage.gpu_seconds, 3),
+        "gpu_fabric/cost_usd": round(usage.usd, 9),
+    }
+    gpus = sorted({c.gpu_type if c.gpu_count == 1 else f"{c.gpu_type}:{c.gpu_count}" for c in usage.capacity if c.gpu_type})
+    if gpus:
+        metadata["gpu_fabric/gpu"] = ", ".join(gpus)
+    return metadata
+
+
+def _usage_of(call: Optional[fabric.FunctionCall], context: Any) -> Optional[fabric.CallUsage]:
+    """The fabric's usage report of `call`; None (with a warning in the step's log) when it cannot
+    be had, so the billed metadata is left out rather than guessed."""
+    if call is None:
+        return None
+    try:
+        return call.get_usage()
+    except Exception as exc:  # noqa: BLE001 - the call's own outcome matters more than its metadata
+        message = f"gpu-fabric: no usage report for call {call.object_id} ({exc}); its billed seconds are left out"
+        if context is not None:
+            context.log.warning(message)
+        else:
+            import warnings
+
+            warnings.warn(message, stacklevel=3)
+        return None
 
 
 def _current_step_context() -> Any:

@@ -18,6 +18,7 @@ from ._outcomes import FabricError, one_line as _one_line, result as _result
 from ._records import BOUND_SEPARATOR, AppRec, CallRec, ContainerRec, FunctionRec, InputRec, WorkerRec, new_id
 from ._tokens import DEFAULT_WORKSPACE, current_workspace, visible
 from ._store import StateStore, StoredApp, StoredCall, StoredFunction, StoredInput, StoredOutput
+from ._usage import CallUsage, container_rate
 from .scheduler import Scheduler
 
 log = logging.getLogger("gpu_fabric.control_plane")
@@ -101,6 +102,7 @@ class Engine(Fleet, Schedules):
         for c in self.store.calls():
             self.calls[c.call_id] = CallRec(c.call_id, c.function_id, c.kind, c.created_at, c.num_inputs, c.num_done, c.closed, c.cancelled)
             self.calls[c.call_id].next_seq = max(c.next_seq, c.num_done + 1)
+            self.calls[c.call_id].usage = CallUsage.decode(c.usage)
         for o in self.store.outputs():
             call = self.calls.get(o.call_id)
             if call is None:
@@ -321,6 +323,8 @@ class Engine(Fleet, Schedules):
             fn.queue.append(r.input_id)
         self._dispatch(fn)
         fn.input_notifier.notify()
+        if recs:
+            self.inputs_arrived(fn)  # capacity: the adaptive idle window (_fleet.py)
         self.autoscale(fn)
         call.notifier.notify()
         return [r.input_id for r in recs]
@@ -366,12 +370,16 @@ class Engine(Fleet, Schedules):
     def _take(self, fn: FunctionRec, container: ContainerRec, n: int) -> list[InputRec]:
         taken = []
         now = self.clock()
+        rate = container.rate
+        if rate is None:  # its ledger charge is open while it takes inputs (usage prices from it)
+            rate = container.rate = container_rate(self.ledger, container)
         while fn.queue and len(taken) < n:
             rec = self.inputs.get(fn.queue.popleft())
             if rec is None or rec.container_id or rec.waiting_retry:
                 continue  # finished or claimed while it sat in the queue
             rec.container_id = container.container_id
             rec.claimed_at = now
+            rec.rate = rate
             container.held[rec.input_id] = now
             taken.append(rec)
         return taken
@@ -441,6 +449,7 @@ class Engine(Fleet, Schedules):
                 delay = min(delay, policy.max_delay_s)
             self._release_claim(rec)
             self._pending_retried.append(rec)
+            self._pending_calls[call.call_id] = call  # its usage changed
             self.system_log(fn.app_id, f"{fn.name}: input {rec.idx} failed ({_one_line(result.exception)}); retry {rec.attempts} of {policy.max_retries} in {delay:.1f}s", fn.name)
             self._requeue_later(rec, delay)
             return
@@ -463,11 +472,38 @@ class Engine(Fleet, Schedules):
             asyncio.get_running_loop().call_later(delay, requeue)
 
     def _release_claim(self, rec: InputRec) -> None:
+        """The input's attempt on its container (if it has one) ended: charge it to the call's usage."""
         if rec.container_id:
             container = self.containers.get(rec.container_id)
             if container is not None:
                 container.held.pop(rec.input_id, None)
             rec.container_id = ""
+            call = self.calls.get(rec.call_id)
+            if call is not None:
+                if call.usage is None:
+                    call.usage = CallUsage()
+                call.usage.charge(rec.rate, max(0.0, self.clock() - rec.claimed_at))  # rec.rate: set by _take
+
+    def attempt_lost(self, rec: InputRec) -> None:
+        """The input's container or worker went away under it (it is re-queued for free): its time
+        so far goes to the call's lost attempts, not to what the call is charged."""
+        call = self.calls.get(rec.call_id)
+        if call is None or not rec.container_id:
+            return
+        if call.usage is None:
+            call.usage = CallUsage()
+        call.usage.lose(max(0.0, self.clock() - rec.claimed_at))
+        self._pending_calls[call.call_id] = call
+
+    def call_usage(self, call: CallRec):
+        """FunctionCallUsage of `call` (client_pb2): finished attempts, per capacity, and lost ones."""
+        usage = client_pb2.FunctionCallUsage(
+            call_id=call.call_id, num_inputs=call.num_inputs, num_finished=call.num_done,
+            num_running=sum(1 for i in call.pending if (r := self.inputs.get(i)) is not None and r.container_id),
+        )
+        if call.usage is not None:
+            call.usage.to_proto(usage)
+        return usage
 
     def _finish(self, rec: InputRec, result) -> None:
         """The input is done: its output is numbered, stored (at the next flush) and handed out."""
@@ -647,4 +683,5 @@ def _validate_spec(spec) -> None:
 
 
 def _stored_call(call: CallRec) -> StoredCall:
-    return StoredCall(call.call_id, call.function_id, call.kind, call.num_inputs, call.num_done, call.closed, call.cancelled, call.created_at, call.next_seq)
+    return StoredCall(call.call_id, call.function_id, call.kind, call.num_inputs, call.num_done, call.closed, call.cancelled,
+                      call.created_at, call.next_seq, call.usage.encode() if call.usage is not None else b"")

@@ -108,6 +108,7 @@ class CallRec:
     next_seq: int = 1
     pending: set = field(default_factory=set)
     notifier: Notifier = field(default_factory=Notifier)
+    usage: Any = None  # _usage.CallUsage, made when its first attempt ends
 
 
 @dataclass
@@ -123,6 +124,7 @@ class InputRec:
     container_id: str = ""
     claimed_at: float = 0.0
     waiting_retry: bool = False
+    rate: Any = None  # _usage.Rate of the container that holds it (set with container_id)
 
 
 @dataclass
@@ -141,6 +143,7 @@ class ContainerRec:
     shutdown: bool = False
     stop_requested: bool = False
     cancelled: list = field(default_factory=list)
+    rate: Any = None  # _usage.Rate: its GPUs and price, read from the ledger when it first takes an input
 
 
 @dataclass

@@ -228,6 +228,12 @@ class ClientServicer(client_pb2_grpc.FabricClientServicer):
             num_done=call.num_done, closed=call.closed, cancelled=call.cancelled, function_name=fn.name, app_id=fn.app_id,
         )
 
+    @_status
+    async def FunctionCallGetUsage(self, request, context):
+        # An attempt is charged in the same event-loop step that makes its output readable, so a
+        # caller that has read an output sees its usage; NOT_FOUND rules are GetInfo's (engine.call).
+        return self.engine.call_usage(self.engine.call(request.call_id))
+
     async def BlobPut(self, request_iterator, context):
         blob_id = "bl-" + uuid.uuid4().hex
         tmp = os.path.join(self.blob_dir, blob_id + ".part")

@@ -44,6 +44,8 @@ class StoredCall:
     cancelled: bool
     created_at: float
     next_seq: int = 1
+    # What the call's finished attempts used (_usage.CallUsage.encode); b"" until one ends.
+    usage: bytes = b""
 
 
 @dataclass
@@ -64,6 +66,26 @@ class StoredFunction:
     name: str
     spec: bytes
     definition: bytes
+
+
+@dataclass
+class StoredLaunch:
+    """A machine the autoscaler launched, kept so that a restarted control plane adopts it, closes
+    its bill, or terminates it (_launches.py). Deleted once the machine is terminated."""
+
+    launch_id: str
+    provider: str
+    instance_id: str  # "" while the launch request is in flight
+    offering: str  # JSON of the scheduler's Candidate: offering, zone, market, price, slots
+    market: str
+    launched_at: float
+    state: str  # "launching", "booting" or "registered"
+    join_token_id: str  # "<launch_id>.<expires>": the token itself is re-derived from the fabric's secret
+    workspace: str
+    app_id: str
+    function_id: str
+    worker_id: str = ""
+    charged_from: float = 0.0  # when its instance charge began in the ledger (0: not yet)
 
 
 class StateStore(abc.ABC):
@@ -116,6 +138,18 @@ class StateStore(abc.ABC):
     def max_log_seq(self, app_id: str) -> int: ...
 
     @abc.abstractmethod
+    def put_launch(self, launch: StoredLaunch) -> None:
+        """Insert or replace the row of `launch.launch_id`."""
+
+    @abc.abstractmethod
+    def launches(self) -> list[StoredLaunch]:
+        """Every launch not yet terminated, oldest first."""
+
+    @abc.abstractmethod
+    def delete_launch(self, launch_id: str) -> None:
+        """Forget a launch (its machine is terminated or never came to be); a missing one is not an error."""
+
+    @abc.abstractmethod
     def get_meta(self, key: str) -> str | None: ...
 
     @abc.abstractmethod
@@ -151,6 +185,11 @@ CREATE TABLE IF NOT EXISTS schedule_runs (
     finished_at REAL NOT NULL, status INTEGER NOT NULL, error TEXT NOT NULL, PRIMARY KEY (function_id, tick));
 CREATE TABLE IF NOT EXISTS logs (
     app_id TEXT NOT NULL, seq INTEGER NOT NULL, entry BLOB NOT NULL, PRIMARY KEY (app_id, seq));
+CREATE TABLE IF NOT EXISTS launches (
+    launch_id TEXT PRIMARY KEY, provider TEXT NOT NULL, instance_id TEXT NOT NULL, offering TEXT NOT NULL,
+    market TEXT NOT NULL, launched_at REAL NOT NULL, state TEXT NOT NULL, join_token_id TEXT NOT NULL,
+    workspace TEXT NOT NULL, app_id TEXT NOT NULL, function_id TEXT NOT NULL, worker_id TEXT NOT NULL,
+    charged_from REAL NOT NULL);
 """
 
 
@@ -158,6 +197,7 @@ CREATE TABLE IF NOT EXISTS logs (
 _MIGRATIONS = [
     "ALTER TABLE calls ADD COLUMN next_seq INTEGER NOT NULL DEFAULT 1",
     "ALTER TABLE apps ADD COLUMN version INTEGER NOT NULL DEFAULT 1",
+    "ALTER TABLE calls ADD COLUMN usage BLOB NOT NULL DEFAULT x''",
 ]
 
 
@@ -210,14 +250,14 @@ class SQLiteStore(StateStore):
 
     def _write_call(self, call: StoredCall) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO calls VALUES (?,?,?,?,?,?,?,?,?)",
+            "INSERT OR REPLACE INTO calls VALUES (?,?,?,?,?,?,?,?,?,?)",
             (call.call_id, call.function_id, call.kind, call.num_inputs, call.num_done,
-             int(call.closed), int(call.cancelled), call.created_at, call.next_seq),
+             int(call.closed), int(call.cancelled), call.created_at, call.next_seq, call.usage),
         )
 
     def calls(self) -> list[StoredCall]:
         return [
-            StoredCall(r[0], r[1], r[2], r[3], r[4], bool(r[5]), bool(r[6]), r[7], r[8])
+            StoredCall(r[0], r[1], r[2], r[3], r[4], bool(r[5]), bool(r[6]), r[7], r[8], bytes(r[9]))
             for r in self._db.execute("SELECT * FROM calls")
         ]
 
@@ -303,6 +343,22 @@ class SQLiteStore(StateStore):
                 (app_id, app_id, keep),
             )
 
+    _LAUNCH_COLUMNS = ("launch_id, provider, instance_id, offering, market, launched_at, state, join_token_id, "
+                       "workspace, app_id, function_id, worker_id, charged_from")
+
+    def put_launch(self, launch: StoredLaunch) -> None:
+        with self._tx():
+            self._db.execute(f"INSERT OR REPLACE INTO launches ({self._LAUNCH_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                             _launch_row(launch))
+
+    def launches(self) -> list[StoredLaunch]:
+        rows = self._db.execute(f"SELECT {self._LAUNCH_COLUMNS} FROM launches ORDER BY launched_at, launch_id")
+        return [StoredLaunch(*row) for row in rows]
+
+    def delete_launch(self, launch_id: str) -> None:
+        with self._tx():
+            self._db.execute("DELETE FROM launches WHERE launch_id=?", (launch_id,))
+
     def get_meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return row[0] if row else None
@@ -326,6 +382,12 @@ class _Transaction:
     def __exit__(self, exc_type, exc, tb):
         self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
         return False
+
+
+def _launch_row(launch: StoredLaunch) -> tuple:
+    return (launch.launch_id, launch.provider, launch.instance_id, launch.offering, launch.market, launch.launched_at,
+            launch.state, launch.join_token_id, launch.workspace, launch.app_id, launch.function_id, launch.worker_id,
+            launch.charged_from)
 
 
 def now() -> float:

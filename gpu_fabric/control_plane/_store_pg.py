@@ -5,7 +5,7 @@ import logging
 import time
 from typing import Callable, Iterator
 
-from ._store import StateStore, StoredApp, StoredCall, StoredFunction, StoredInput, StoredOutput
+from ._store import StateStore, StoredApp, StoredCall, StoredFunction, StoredInput, StoredLaunch, StoredOutput, _launch_row
 
 log = logging.getLogger("gpu_fabric.control_plane")
 
@@ -127,7 +127,7 @@ class PostgresStore(StateStore):
         return [StoredFunction(r[0], r[1], r[2], bytes(r[3]), bytes(r[4])) for r in self._rows("SELECT * FROM functions")]
 
     def calls(self) -> list[StoredCall]:
-        return [StoredCall(*row) for row in self._rows("SELECT * FROM calls")]
+        return [StoredCall(*row[:9], bytes(row[9])) for row in self._rows("SELECT * FROM calls")]
 
     def pending_inputs(self) -> Iterator[StoredInput]:
         rows = self._rows("SELECT input_id, call_id, function_id, idx, payload, attempts, lost FROM inputs ORDER BY ord")
@@ -149,11 +149,11 @@ class PostgresStore(StateStore):
                     [(r.function_id, r.tick, r.call_id, r.started_at, r.finished_at, r.status, r.error) for r in schedule_runs])
             if calls:
                 cur.executemany(
-                    "INSERT INTO calls VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (call_id) DO UPDATE SET "
+                    "INSERT INTO calls VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (call_id) DO UPDATE SET "
                     "num_inputs=excluded.num_inputs, num_done=excluded.num_done, closed=excluded.closed, "
-                    "cancelled=excluded.cancelled, next_seq=excluded.next_seq",
+                    "cancelled=excluded.cancelled, next_seq=excluded.next_seq, usage=excluded.usage",
                     [(k.call_id, k.function_id, k.kind, k.num_inputs, k.num_done, bool(k.closed), bool(k.cancelled),
-                      k.created_at, k.next_seq) for k in calls])
+                      k.created_at, k.next_seq, k.usage) for k in calls])
             if inputs:
                 cur.executemany(
                     "INSERT INTO inputs (input_id, call_id, function_id, idx, payload, attempts, lost) "
@@ -216,6 +216,26 @@ class PostgresStore(StateStore):
     def trim_logs(self, app_id: str, keep: int) -> None:
         self._exec("DELETE FROM logs WHERE app_id=%s AND seq <= (SELECT MAX(seq) FROM logs WHERE app_id=%s) - %s",
                    (app_id, app_id, keep))
+
+    _LAUNCH_COLUMNS = ("launch_id, provider, instance_id, offering, market, launched_at, state, join_token_id, "
+                       "workspace, app_id, function_id, worker_id, charged_from")
+
+    def put_launch(self, launch: StoredLaunch) -> None:
+        self._exec(
+            f"INSERT INTO launches ({self._LAUNCH_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
+            "ON CONFLICT (launch_id) DO UPDATE SET provider=excluded.provider, instance_id=excluded.instance_id, "
+            "offering=excluded.offering, market=excluded.market, launched_at=excluded.launched_at, state=excluded.state, "
+            "join_token_id=excluded.join_token_id, workspace=excluded.workspace, app_id=excluded.app_id, "
+            "function_id=excluded.function_id, worker_id=excluded.worker_id, charged_from=excluded.charged_from",
+            _launch_row(launch),
+        )
+
+    def launches(self) -> list[StoredLaunch]:
+        rows = self._rows(f"SELECT {self._LAUNCH_COLUMNS} FROM launches ORDER BY launched_at, launch_id")
+        return [StoredLaunch(*row) for row in rows]
+
+    def delete_launch(self, launch_id: str) -> None:
+        self._exec("DELETE FROM launches WHERE launch_id=%s", (launch_id,))
 
     def get_meta(self, key: str) -> str | None:
         rows = self._rows("SELECT value FROM meta WHERE key=%s", (key,))

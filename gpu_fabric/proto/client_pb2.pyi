@@ -377,6 +377,60 @@ class FunctionCallInfo(_message.Message):
     app_id: str
     def __init__(self, call_id: _Optional[str] = ..., function_id: _Optional[str] = ..., kind: _Optional[_Union[CallKind, str]] = ..., num_inputs: _Optional[int] = ..., num_done: _Optional[int] = ..., closed: _Optional[bool] = ..., cancelled: _Optional[bool] = ..., function_name: _Optional[str] = ..., app_id: _Optional[str] = ...) -> None: ...
 
+class FunctionCallGetUsageRequest(_message.Message):
+    __slots__ = ("call_id",)
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    def __init__(self, call_id: _Optional[str] = ...) -> None: ...
+
+class CapacityUsage(_message.Message):
+    __slots__ = ("gpu_type", "gpu_count", "price_per_hour", "attempts", "seconds", "gpu_seconds", "usd")
+    GPU_TYPE_FIELD_NUMBER: _ClassVar[int]
+    GPU_COUNT_FIELD_NUMBER: _ClassVar[int]
+    PRICE_PER_HOUR_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    GPU_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    USD_FIELD_NUMBER: _ClassVar[int]
+    gpu_type: str
+    gpu_count: int
+    price_per_hour: float
+    attempts: int
+    seconds: float
+    gpu_seconds: float
+    usd: float
+    def __init__(self, gpu_type: _Optional[str] = ..., gpu_count: _Optional[int] = ..., price_per_hour: _Optional[float] = ..., attempts: _Optional[int] = ..., seconds: _Optional[float] = ..., gpu_seconds: _Optional[float] = ..., usd: _Optional[float] = ...) -> None: ...
+
+class FunctionCallUsage(_message.Message):
+    __slots__ = ("call_id", "num_inputs", "num_finished", "num_running", "attempts", "seconds", "gpu_seconds", "usd", "gpu_type", "gpu_count", "capacity", "lost_attempts", "lost_seconds")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    NUM_INPUTS_FIELD_NUMBER: _ClassVar[int]
+    NUM_FINISHED_FIELD_NUMBER: _ClassVar[int]
+    NUM_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    GPU_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    USD_FIELD_NUMBER: _ClassVar[int]
+    GPU_TYPE_FIELD_NUMBER: _ClassVar[int]
+    GPU_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    LOST_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    LOST_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    num_inputs: int
+    num_finished: int
+    num_running: int
+    attempts: int
+    seconds: float
+    gpu_seconds: float
+    usd: float
+    gpu_type: str
+    gpu_count: int
+    capacity: _containers.RepeatedCompositeFieldContainer[CapacityUsage]
+    lost_attempts: int
+    lost_seconds: float
+    def __init__(self, call_id: _Optional[str] = ..., num_inputs: _Optional[int] = ..., num_finished: _Optional[int] = ..., num_running: _Optional[int] = ..., attempts: _Optional[int] = ..., seconds: _Optional[float] = ..., gpu_seconds: _Optional[float] = ..., usd: _Optional[float] = ..., gpu_type: _Optional[str] = ..., gpu_count: _Optional[int] = ..., capacity: _Optional[_Iterable[_Union[CapacityUsage, _Mapping]]] = ..., lost_attempts: _Optional[int] = ..., lost_seconds: _Optional[float] = ...) -> None: ...
+
 class BlobChunk(_message.Message):
     __slots__ = ("data", "total_size")
     DATA_FIELD_NUMBER: _ClassVar[int]

@@ -119,6 +119,11 @@ class FabricClientStub:
                 request_serializer=gpu__fabric_dot_proto_dot_client__pb2.FunctionCallGetInfoRequest.SerializeToString,
                 response_deserializer=gpu__fabric_dot_proto_dot_client__pb2.FunctionCallInfo.FromString,
                 _registered_method=True)
+        self.FunctionCallGetUsage = channel.unary_unary(
+                '/gpu_fabric.v1.FabricClient/FunctionCallGetUsage',
+                request_serializer=gpu__fabric_dot_proto_dot_client__pb2.FunctionCallGetUsageRequest.SerializeToString,
+                response_deserializer=gpu__fabric_dot_proto_dot_client__pb2.FunctionCallUsage.FromString,
+                _registered_method=True)
         self.BlobPut = channel.stream_unary(
                 '/gpu_fabric.v1.FabricClient/BlobPut',
                 request_serializer=gpu__fabric_dot_proto_dot_client__pb2.BlobChunk.SerializeToString,
@@ -251,6 +256,16 @@ class FabricClientServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FunctionCallGetUsage(self, request, context):
+        """What a call used: its inputs' time on containers, the GPUs they ran on, GPU-seconds and USD
+        at the price of that capacity. An input's attempt is counted when it ends, in the same step
+        that makes its output readable: once a client has read an output, its usage is in. NOT_FOUND
+        for an unknown call, one of another workspace, or one whose outputs expired (as GetInfo).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def BlobPut(self, request_iterator, context):
         """Blobs for payloads over the inline limit.
         """
@@ -351,6 +366,11 @@ def add_FabricClientServicer_to_server(servicer, server):
                     servicer.FunctionCallGetInfo,
                     request_deserializer=gpu__fabric_dot_proto_dot_client__pb2.FunctionCallGetInfoRequest.FromString,
                     response_serializer=gpu__fabric_dot_proto_dot_client__pb2.FunctionCallInfo.SerializeToString,
+            ),
+            'FunctionCallGetUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.FunctionCallGetUsage,
+                    request_deserializer=gpu__fabric_dot_proto_dot_client__pb2.FunctionCallGetUsageRequest.FromString,
+                    response_serializer=gpu__fabric_dot_proto_dot_client__pb2.FunctionCallUsage.SerializeToString,
             ),
             'BlobPut': grpc.stream_unary_rpc_method_handler(
                     servicer.BlobPut,
@@ -822,6 +842,33 @@ class FabricClient:
             '/gpu_fabric.v1.FabricClient/FunctionCallGetInfo',
             gpu__fabric_dot_proto_dot_client__pb2.FunctionCallGetInfoRequest.SerializeToString,
             gpu__fabric_dot_proto_dot_client__pb2.FunctionCallInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FunctionCallGetUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpu_fabric.v1.FabricClient/FunctionCallGetUsage',
+            gpu__fabric_dot_proto_dot_client__pb2.FunctionCallGetUsageRequest.SerializeToString,
+            gpu__fabric_dot_proto_dot_client__pb2.FunctionCallUsage.FromString,
             options,
             channel_credentials,
             insecure,

@@ -17,6 +17,14 @@ def where() -> dict:
     return {"container": os.environ.get("GPUFABRIC_IS_CONTAINER", ""), "cuda": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
+def nap(seconds: float) -> float:
+    """Sleeps on the fabric: its billed seconds are about `seconds`."""
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
 class RemoteBoom(Exception):
     pass
 
@@ -37,6 +45,17 @@ def pipes_train(epochs: int = 1) -> str:
         )
         pipes.report_asset_check(check_name="loss_is_small", passed=True, metadata={"loss": 0.125})
     return "trained"
+
+
+def pipes_nap(seconds: float) -> None:
+    """A Pipes remote that works `seconds` and reports which container process ran it."""
+    import time
+
+    from dagster_pipes import open_dagster_pipes
+
+    with open_dagster_pipes() as pipes:
+        time.sleep(seconds)
+        pipes.report_asset_materialization(metadata={"pid": os.getpid()})
 
 
 def pipes_never_opens() -> str:

@@ -41,10 +41,10 @@ def test_schedule_evaluates(example):
 
 def test_example_assets_materialize(example, fabric_server):
     defs = example.defs
-    resources = {"gpu_fabric": example.GpuFabricResource(url=fabric_server.url, token=fabric_server.token),
-                 "pipes": example.PipesGpuFabricClient(url=fabric_server.url, token=fabric_server.token)}
-    result = materialize([example.documents, example.embeddings, example.model], resources=resources,
-                         instance=DagsterInstance.ephemeral())
+    with example.PipesGpuFabricClient(url=fabric_server.url, token=fabric_server.token) as pipes:
+        resources = {"gpu_fabric": example.GpuFabricResource(url=fabric_server.url, token=fabric_server.token), "pipes": pipes}
+        result = materialize([example.documents, example.embeddings, example.model], resources=resources,
+                             instance=DagsterInstance.ephemeral())
     assert result.success
     assert result.output_for_node("embeddings") == [example.embed(t) for t in example.documents()]
     checks = result.get_asset_check_evaluations()

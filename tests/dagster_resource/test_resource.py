@@ -48,7 +48,41 @@ def test_call_map_spawn_values_and_metadata(fabric_server):
     assert squares_meta["gpu_fabric/calls"] == 4  # spawn is not timed: it returns at once
     assert squares_meta["gpu_fabric/call_seconds"] > 0
     gpu_meta = materialization_metadata(result, "gpu_info")
-    assert gpu_meta["gpu_fabric/gpu"] == "A100" and gpu_meta["gpu_fabric/gpu_seconds"] > 0
+    # The GPU the fabric ran it on (the simulated worker's A100-80GB for an "A100" request).
+    assert gpu_meta["gpu_fabric/gpu"] == "A100-80GB" and gpu_meta["gpu_fabric/gpu_seconds"] > 0
+    assert squares_meta["gpu_fabric/gpu_seconds"] == 0 and "gpu_fabric/gpu" not in squares_meta  # CPU only
+
+
+NAP_S = 0.5
+
+
+def test_gpu_seconds_metadata_is_what_the_fabric_billed(fabric_server):
+    """gpu_seconds and cost_usd come from the fabric's usage report, not from the caller's clock."""
+    usages = []
+
+    @asset
+    def napped(gpu_fabric: GpuFabricResource) -> list:
+        gpu = gpu_fabric.options(gpu="A100")
+        out = [gpu.call(defs.nap, NAP_S), *gpu.map(defs.nap, [NAP_S, NAP_S])]
+        spawned = gpu.spawn(defs.nap, NAP_S)  # spawn is the caller's to account for
+        spawned.get(timeout=120)
+        usages.append(spawned.get_usage())
+        return out
+
+    resource = GpuFabricResource(url=fabric_server.url, token=fabric_server.token)
+    result = materialize([napped], resources={"gpu_fabric": resource}, instance=DagsterInstance.ephemeral())
+    assert result.success and result.output_for_node("napped") == [NAP_S] * 3
+    meta = materialization_metadata(result, "napped")
+    assert meta["gpu_fabric/calls"] == 3 and meta["gpu_fabric/gpu"] == "A100-80GB"
+    # Three naps on one GPU each: billed from input handed over to output back, so a little over
+    # the naps, and under the wall time the step waited (which includes starting a container).
+    assert 3 * NAP_S <= meta["gpu_fabric/gpu_seconds"] < 3 * NAP_S + 3.0
+    assert meta["gpu_fabric/container_seconds"] == pytest.approx(meta["gpu_fabric/gpu_seconds"])
+    assert meta["gpu_fabric/gpu_seconds"] <= meta["gpu_fabric/call_seconds"]
+    assert meta["gpu_fabric/cost_usd"] == 0.0  # the local worker's GPUs are priced $0
+    (usage,) = usages
+    assert isinstance(usage, fabric.CallUsage) and (usage.gpu_type, usage.gpu_count) == ("A100-80GB", 1)
+    assert NAP_S <= usage.gpu_seconds < NAP_S + 3.0
 
 
 def test_defaults_from_the_environment_and_a_deployed_function(fabric_server):

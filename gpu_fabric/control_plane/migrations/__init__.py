@@ -54,6 +54,18 @@ CREATE TABLE IF NOT EXISTS tokens (
     token_id TEXT PRIMARY KEY, digest TEXT NOT NULL UNIQUE, workspace TEXT NOT NULL, role TEXT NOT NULL,
     label TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL, revoked_at DOUBLE PRECISION NOT NULL DEFAULT 0);
 """),
+    # Per-call usage (FunctionCallGetUsage): the call's finished attempts, a serialized FunctionCallUsage.
+    (3, """
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS usage BYTEA NOT NULL DEFAULT ''::bytea;
+"""),
+    # Machines the autoscaler launched, so a restarted control plane adopts, bills or terminates them.
+    (4, """
+CREATE TABLE IF NOT EXISTS launches (
+    launch_id TEXT PRIMARY KEY, provider TEXT NOT NULL, instance_id TEXT NOT NULL, offering TEXT NOT NULL,
+    market TEXT NOT NULL, launched_at DOUBLE PRECISION NOT NULL, state TEXT NOT NULL, join_token_id TEXT NOT NULL,
+    workspace TEXT NOT NULL, app_id TEXT NOT NULL, function_id TEXT NOT NULL, worker_id TEXT NOT NULL,
+    charged_from DOUBLE PRECISION NOT NULL);
+"""),
 ]
 
 LATEST = MIGRATIONS[-1][0]
