@@ -1,4 +1,4 @@
-"""`gpufabric volume ls|put|get|rm` and `gpufabric worker ls|preempt` (simulated preemption)."""
+"""`gpufabric volume ls|put|get|rm|gc` and `gpufabric worker ls|preempt` (simulated preemption)."""
 from __future__ import annotations
 
 import os
@@ -16,11 +16,11 @@ def _stub(client):
     return volumes_pb2_grpc.FabricVolumesStub(client.channel)
 
 
-def _call(client, method: str, request):
+def _call(client, method: str, request, timeout: float = 120.0):
     from ._client import translate_error
 
     try:
-        return getattr(_stub(client), method)(request, metadata=client.metadata, timeout=120.0)
+        return getattr(_stub(client), method)(request, metadata=client.metadata, timeout=timeout)
     except Exception as err:  # grpc.RpcError -> SDK exception, printed as one line by the CLI
         raise translate_error(err) from None
 
@@ -111,6 +111,51 @@ def volume_rm(name: str, remote_path: str, recursive: bool) -> None:
             return
         Volume.from_name(name).remove_file(remote_path, recursive=recursive)
     click.echo(f"removed {name}:{remote_path}")
+
+
+# A collection lists and deletes objects one batch at a time; on a large S3 or OCI volume it takes a while.
+GC_TIMEOUT_S = 3600.0
+
+
+@volume_group.command(name="gc")
+@click.argument("name", required=False)
+@click.option("--dry-run", is_flag=True, help="Report what would be freed; delete nothing.")
+def volume_gc(name: str | None, dry_run: bool) -> None:
+    """Free the storage no kept version uses, in volume NAME or every volume (docs/volumes.md says what is kept)."""
+    from gpu_fabric.proto import volumes_pb2 as pb
+
+    with _fabric_client() as client:
+        reply = _call(client, "VolumeGc", pb.VolumeGcRequest(name=name or "", dry_run=dry_run), timeout=GC_TIMEOUT_S)
+    for line in gc_report(reply):
+        click.echo(line)
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
+def gc_report(reply) -> list[str]:
+    """The lines `gpufabric volume gc` prints for a VolumeGcResponse: one per volume, then a total."""
+    verb = "would free" if reply.dry_run else "freed"
+    lines = []
+    for v in reply.volumes:
+        if v.error:
+            lines.append(f"{v.name}: skipped: {v.error}")
+        elif v.deleted:
+            lines.append(f"{v.name} (deleted volume): {verb} {v.blocks_freed} blocks, {v.versions_freed} versions, "
+                         f"{_bytes(v.bytes_freed)} in all")
+        else:
+            line = (f"{v.name}: {verb} {v.blocks_freed} blocks ({_bytes(v.bytes_freed)}) and {v.versions_freed} old versions; "
+                    f"kept {v.versions_kept} versions, {v.blocks_kept} blocks ({_bytes(v.bytes_kept)})")
+            if v.blocks_pending:
+                line += f"; {v.blocks_pending} unreferenced blocks ({_bytes(v.bytes_pending)}) wait out the grace period"
+            lines.append(line)
+    total = sum(v.bytes_freed for v in reply.volumes)
+    lines.append(f"total: {verb} {_bytes(total)} in {len(reply.volumes)} volume(s)" if reply.volumes else "no volumes")
+    return lines
 
 
 def worker_admin(args: tuple[str, ...]) -> bool:

@@ -126,6 +126,9 @@ class ControlPlane:
             await self.web.stop()
         if self._ticker is not None:
             self._ticker.cancel()
+        volumes = getattr(self, "volumes", None)
+        if volumes is not None:
+            volumes.stop()  # the periodic volume GC
         if self.server is not None:
             await self.server.stop(grace)
         self.engine.flush()

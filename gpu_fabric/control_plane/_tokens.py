@@ -88,7 +88,7 @@ def required_grant(method: str) -> str:
 
 
 _DEPLOY_METHODS = {"AppCreate", "AppStop", "FunctionCreate", "SecretCreate", "SecretDelete", "SecretList",
-                   "ObjectDelete", "VolumeDelete"}
+                   "ObjectDelete", "VolumeDelete", "VolumeGc"}
 
 
 @dataclass(frozen=True)

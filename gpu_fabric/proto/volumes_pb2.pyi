@@ -127,6 +127,48 @@ class VolumeCommitResponse(_message.Message):
     version: int
     def __init__(self, version: _Optional[int] = ...) -> None: ...
 
+class VolumeGcRequest(_message.Message):
+    __slots__ = ("name", "dry_run")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    dry_run: bool
+    def __init__(self, name: _Optional[str] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class VolumeGcResult(_message.Message):
+    __slots__ = ("name", "deleted", "versions_kept", "versions_freed", "blocks_kept", "bytes_kept", "blocks_freed", "bytes_freed", "blocks_pending", "bytes_pending", "error")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_KEPT_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FREED_FIELD_NUMBER: _ClassVar[int]
+    BLOCKS_KEPT_FIELD_NUMBER: _ClassVar[int]
+    BYTES_KEPT_FIELD_NUMBER: _ClassVar[int]
+    BLOCKS_FREED_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FREED_FIELD_NUMBER: _ClassVar[int]
+    BLOCKS_PENDING_FIELD_NUMBER: _ClassVar[int]
+    BYTES_PENDING_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    deleted: bool
+    versions_kept: int
+    versions_freed: int
+    blocks_kept: int
+    bytes_kept: int
+    blocks_freed: int
+    bytes_freed: int
+    blocks_pending: int
+    bytes_pending: int
+    error: str
+    def __init__(self, name: _Optional[str] = ..., deleted: _Optional[bool] = ..., versions_kept: _Optional[int] = ..., versions_freed: _Optional[int] = ..., blocks_kept: _Optional[int] = ..., bytes_kept: _Optional[int] = ..., blocks_freed: _Optional[int] = ..., bytes_freed: _Optional[int] = ..., blocks_pending: _Optional[int] = ..., bytes_pending: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+
+class VolumeGcResponse(_message.Message):
+    __slots__ = ("volumes", "dry_run")
+    VOLUMES_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    volumes: _containers.RepeatedCompositeFieldContainer[VolumeGcResult]
+    dry_run: bool
+    def __init__(self, volumes: _Optional[_Iterable[_Union[VolumeGcResult, _Mapping]]] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
 class WorkerPreemptRequest(_message.Message):
     __slots__ = ("worker_id", "deadline_s", "reason")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]

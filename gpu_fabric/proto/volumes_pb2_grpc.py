@@ -74,6 +74,11 @@ class FabricVolumesStub:
                 request_serializer=gpu__fabric_dot_proto_dot_volumes__pb2.VolumeCommitRequest.SerializeToString,
                 response_deserializer=gpu__fabric_dot_proto_dot_volumes__pb2.VolumeCommitResponse.FromString,
                 _registered_method=True)
+        self.VolumeGc = channel.unary_unary(
+                '/gpu_fabric.v1.FabricVolumes/VolumeGc',
+                request_serializer=gpu__fabric_dot_proto_dot_volumes__pb2.VolumeGcRequest.SerializeToString,
+                response_deserializer=gpu__fabric_dot_proto_dot_volumes__pb2.VolumeGcResponse.FromString,
+                _registered_method=True)
         self.WorkerPreempt = channel.unary_unary(
                 '/gpu_fabric.v1.FabricVolumes/WorkerPreempt',
                 request_serializer=gpu__fabric_dot_proto_dot_volumes__pb2.WorkerPreemptRequest.SerializeToString,
@@ -149,6 +154,15 @@ class FabricVolumesServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VolumeGc(self, request, context):
+        """Garbage-collects now (`gpufabric volume gc`): deletes the manifests of versions no longer kept,
+        the blocks no kept version references (past the grace period), and what deleted volumes left.
+        NOT_FOUND when `name` is given and names no volume. See docs/volumes.md for what is kept.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WorkerPreempt(self, request, context):
         """Simulates a preemption notice for a worker (`gpufabric worker preempt ID`).
         """
@@ -212,6 +226,11 @@ def add_FabricVolumesServicer_to_server(servicer, server):
                     servicer.VolumeCommit,
                     request_deserializer=gpu__fabric_dot_proto_dot_volumes__pb2.VolumeCommitRequest.FromString,
                     response_serializer=gpu__fabric_dot_proto_dot_volumes__pb2.VolumeCommitResponse.SerializeToString,
+            ),
+            'VolumeGc': grpc.unary_unary_rpc_method_handler(
+                    servicer.VolumeGc,
+                    request_deserializer=gpu__fabric_dot_proto_dot_volumes__pb2.VolumeGcRequest.FromString,
+                    response_serializer=gpu__fabric_dot_proto_dot_volumes__pb2.VolumeGcResponse.SerializeToString,
             ),
             'WorkerPreempt': grpc.unary_unary_rpc_method_handler(
                     servicer.WorkerPreempt,
@@ -445,6 +464,33 @@ class FabricVolumes:
             '/gpu_fabric.v1.FabricVolumes/VolumeCommit',
             gpu__fabric_dot_proto_dot_volumes__pb2.VolumeCommitRequest.SerializeToString,
             gpu__fabric_dot_proto_dot_volumes__pb2.VolumeCommitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VolumeGc(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpu_fabric.v1.FabricVolumes/VolumeGc',
+            gpu__fabric_dot_proto_dot_volumes__pb2.VolumeGcRequest.SerializeToString,
+            gpu__fabric_dot_proto_dot_volumes__pb2.VolumeGcResponse.FromString,
             options,
             channel_credentials,
             insecure,

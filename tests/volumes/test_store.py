@@ -1,23 +1,9 @@
-"""VolumeStore on the local and S3 (moto) backends: commits, merges, a crash mid-commit, bad paths."""
+"""VolumeStore on the local, S3 (moto) and OCI backends: commits, merges, a crash mid-commit, bad paths."""
 import threading
 
 import pytest
 
-from gpu_fabric.control_plane.volumes import LocalBackend, S3Backend, VolumeError, VolumeStore, check_path
-
-
-@pytest.fixture(params=["local", "s3"])
-def backend(request, tmp_path):
-    if request.param == "local":
-        yield LocalBackend(str(tmp_path / "vols"))
-        return
-    moto = pytest.importorskip("moto")
-    import boto3
-
-    with moto.mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket="vols")
-        yield S3Backend("vols", "fabric", client=client)
+from gpu_fabric.control_plane.volumes import VolumeError, VolumeStore, check_path
 
 
 def _put(store, name, path, data: bytes):
@@ -113,3 +99,23 @@ def test_a_file_replaces_a_directory_of_its_name(backend):
     store.commit("v", [_put(store, "v", "d/x", b"1"), _put(store, "v", "d/y", b"2")], [])
     store.commit("v", [_put(store, "v", "d", b"file")], [])
     assert sorted(store.manifest("v")[1]) == ["d"]
+
+
+def test_a_volume_created_again_after_a_deletion_cut_short_starts_empty(backend):
+    store = VolumeStore(backend)
+    store.get_or_create("v", True)
+    store.commit("v", [_put(store, "v", "old.txt", b"old")], [])
+    backend.delete("vol/v/meta")  # what delete() does first; the crash comes before the rest
+    assert store.names() == []
+    assert store.get_or_create("v", True)["version"] == 0
+    assert store.manifest("v") == (0, {})
+    assert sorted(backend.list("vol/v/")) == ["vol/v/meta"]
+
+
+def test_volume_names_by_workspace_skip_what_is_not_a_volume(backend):
+    store = VolumeStore(backend)
+    for name in ("a", "b", "team/c"):
+        store.get_or_create(name, True)
+    backend.put("vol/zombie/b/" + "0" * 64, b"left by a deletion cut short")
+    assert store.names() == ["a", "b"] and store.names("team") == ["team/c"]
+    assert store.stored_names("") == ["a", "b", "zombie"] and store.stored_names() == ["a", "b", "zombie", "team/c"]

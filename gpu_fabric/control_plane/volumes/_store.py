@@ -1,15 +1,21 @@
 """Versioned volumes on an ObjectBackend: content-addressed blocks, manifests, a HEAD pointer."""
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import posixpath
 import re
+import secrets
 import threading
 import time
-from typing import Optional
+from typing import TYPE_CHECKING, Iterable, Optional
 
 from ._backends import ObjectBackend
+from ._gate import Gate
+
+if TYPE_CHECKING:
+    from ._gc import GcPolicy, GcResult
 
 __all__ = ["BLOCK_SIZE", "VolumeError", "VolumeStore", "check_path"]
 
@@ -17,8 +23,6 @@ BLOCK_SIZE = 8 * 1024 * 1024
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 _WORKSPACE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")  # as in control_plane/_tokens.py
-# Old manifests kept for readers that fetched a HEAD just before a commit moved it.
-KEEP_MANIFESTS = 4
 
 
 class VolumeError(Exception):
@@ -38,19 +42,42 @@ def check_path(path: str) -> str:
     return posixpath.join(*parts) if parts else ""
 
 
+def manifest_key(version: int) -> str:
+    return f"{version:012d}.json"
+
+
 class VolumeStore:
     """All volumes of a fabric on one backend. Commits to one volume are serialized here, which is
-    what makes them atomic and mergeable: the control plane is the only writer of HEAD."""
+    what makes them atomic and mergeable: the control plane is the only writer of HEAD.
+
+    Layout under a volume's prefix: `meta`, `HEAD` (the latest version), `v/<version>.json`
+    (manifests), `b/<sha256>` (blocks) and `leases/<ms>-<id>` (blocks an upload found present that
+    HEAD does not reference, so garbage collection keeps them across a control plane restart).
+
+    What keeps a commit in flight safe from garbage collection (see `_gc.py`): every block a
+    MissingBlocks, PutBlocks or Commit request names is *claimed* (in memory, with the time); a
+    commit *pins* its blocks from the moment it checks they exist until its manifest is written;
+    those checks hold the volume's gate shared and a sweep deletes only while holding it alone.
+    """
 
     def __init__(self, backend: ObjectBackend, *, clock=time.time) -> None:
         self.backend = backend
         self._clock = clock
         self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
+        self._gates: dict[str, Gate] = {}
+        self._guard = threading.Lock()  # guards the dicts above and below
+        self._claims: dict[str, dict[str, float]] = {}  # volume -> block -> last time a request named it
+        self._pins: dict[str, collections.Counter] = {}  # volume -> blocks of commits in progress
+        self._head_blocks: dict[str, tuple[int, frozenset]] = {}  # volume -> (HEAD version, its blocks)
+        self._gc_lock = threading.Lock()  # one collection at a time
 
     def _lock(self, name: str) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(name, threading.Lock())
+
+    def _gate(self, name: str) -> Gate:
+        with self._guard:
+            return self._gates.setdefault(name, Gate())
 
     # A volume of a workspace other than the default one is named "workspace/name" here
     # (control_plane/_tokens.scoped_name) and kept under ws/<workspace>/vol/<name>/, apart from
@@ -60,10 +87,19 @@ class VolumeStore:
         workspace, _, short = name.rpartition("/")
         return "/".join((("ws", workspace, "vol") if workspace else ("vol",)) + (short,) + rest)
 
-    def _check_name(self, name: str) -> None:
+    @staticmethod
+    def _root(workspace: str) -> str:
+        """The prefix under which the volumes of `workspace` ("" the default one) are kept."""
+        return f"ws/{workspace}/vol/" if workspace else "vol/"
+
+    @staticmethod
+    def valid_name(name: str) -> bool:
         workspace, sep, short = (name or "").rpartition("/")
-        if not _NAME.match(short) or (sep and not _WORKSPACE.match(workspace)):
-            raise VolumeError("INVALID_ARGUMENT", f"bad volume name {short!r}: letters, digits, '.', '_', '-' (up to 64)")
+        return bool(_NAME.match(short)) and (not sep or bool(_WORKSPACE.match(workspace)))
+
+    def _check_name(self, name: str) -> None:
+        if not self.valid_name(name):
+            raise VolumeError("INVALID_ARGUMENT", f"bad volume name {name.rpartition('/')[2]!r}: letters, digits, '.', '_', '-' (up to 64)")
 
     def _meta(self, name: str) -> Optional[dict]:
         raw = self.backend.get(self._key(name, "meta"))
@@ -77,6 +113,18 @@ class VolumeStore:
             raise VolumeError("NOT_FOUND", f"no volume named {short!r}; create it with Volume.from_name({short!r}, create_if_missing=True)")
         return meta
 
+    def _forget(self, name: str) -> None:
+        with self._guard:
+            self._claims.pop(name, None)
+            self._head_blocks.pop(name, None)
+
+    def _clear_storage(self, name: str) -> None:
+        """Deletes every object under the volume's prefix (meta first: a crash part-way leaves no
+        half-visible volume). The caller holds the volume's lock and its gate alone."""
+        self.backend.delete(self._key(name, "meta"))
+        self.backend.delete_many(list(self.backend.list(self._key(name) + "/")))
+        self._forget(name)
+
     # -- volumes ---------------------------------------------------------------------------
     def get_or_create(self, name: str, create_if_missing: bool) -> dict:
         """`{"name", "version", "created_at", "files", "bytes"}` of volume `name`."""
@@ -86,8 +134,11 @@ class VolumeStore:
             if meta is None:
                 if not create_if_missing:
                     raise VolumeError("NOT_FOUND", f"no volume named {name.rpartition('/')[2]!r}; pass create_if_missing=True to make it")
-                meta = {"created_at": self._clock()}
-                self.backend.put(self._key(name, "meta"), json.dumps(meta).encode())
+                with self._gate(name).exclusive():
+                    # What a deletion cut short left (an old HEAD) must not show through the new volume.
+                    self._clear_storage(name)
+                    meta = {"created_at": self._clock()}
+                    self.backend.put(self._key(name, "meta"), json.dumps(meta).encode())
         return self.info(name)
 
     def info(self, name: str) -> dict:
@@ -98,10 +149,22 @@ class VolumeStore:
 
     def names(self, workspace: str = "") -> list[str]:
         """The volumes of the default workspace, or (as "workspace/name") of `workspace`."""
-        prefix = f"ws/{workspace}/vol/" if workspace else "vol/"
-        depth = prefix.count("/") + 1
-        return sorted({(f"{workspace}/" if workspace else "") + key.split("/")[depth - 1] for key in self.backend.list(prefix)
-                       if key.endswith("/meta") and key.count("/") == depth})
+        scope = f"{workspace}/" if workspace else ""
+        return sorted(scope + short for short in self.backend.children(self._root(workspace))
+                      if self.valid_name(scope + short) and self.backend.exists(self._key(scope + short, "meta")))
+
+    def stored_names(self, workspace: Optional[str] = None) -> list[str]:
+        """Every volume name with objects in storage, including what deleted volumes left behind:
+        of the default workspace (""), of `workspace`, or (None) of all workspaces."""
+        if workspace is None:
+            workspaces = [""] + sorted(self.backend.children("ws/"))
+        else:
+            workspaces = [workspace]
+        out = []
+        for ws in workspaces:
+            scope = f"{ws}/" if ws else ""
+            out += sorted(scope + short for short in self.backend.children(self._root(ws)) if self.valid_name(scope + short))
+        return out
 
     def delete(self, name: str, allow_missing: bool = False) -> None:
         self._check_name(name)
@@ -110,15 +173,19 @@ class VolumeStore:
                 if allow_missing:
                     return
                 raise VolumeError("NOT_FOUND", f"no volume named {name.rpartition('/')[2]!r}")
-            # The meta key goes first: a crash part-way leaves no half-visible volume.
-            self.backend.delete(self._key(name, "meta"))
-            for key in list(self.backend.list(self._key(name) + "/")):
-                self.backend.delete(key)
+            # Alone at the gate: no upload of this volume is half done while its storage goes.
+            with self._gate(name).exclusive():
+                self._clear_storage(name)
 
     # -- reading -----------------------------------------------------------------------------
     def head(self, name: str) -> int:
         raw = self.backend.get(self._key(name, "HEAD"))
         return int(raw) if raw else 0
+
+    def read_manifest(self, name: str, version: int) -> Optional[dict]:
+        """The stored manifest of `version` (`{"version", "files", "committed_at"}`), None if absent."""
+        raw = self.backend.get(self._key(name, "v", manifest_key(version)))
+        return json.loads(raw) if raw is not None else None
 
     def manifest(self, name: str) -> tuple[int, dict[str, dict]]:
         """(version, {path: {"size", "blocks", "mode", "mtime"}}) of the latest committed version."""
@@ -126,10 +193,10 @@ class VolumeStore:
         version = self.head(name)
         if version == 0:
             return 0, {}
-        raw = self.backend.get(self._key(name, "v", f"{version:012d}.json"))
-        if raw is None:
+        stored = self.read_manifest(name, version)
+        if stored is None:
             raise VolumeError("DATA_LOSS", f"volume {name!r}: manifest of version {version} is missing")
-        return version, json.loads(raw)["files"]
+        return version, stored["files"]
 
     def get_block(self, name: str, digest: str) -> bytes:
         if not _HASH.match(digest):
@@ -147,22 +214,84 @@ class VolumeStore:
             raise VolumeError("NOT_FOUND", f"no file {path!r} in volume {name!r}")
         return b"".join(self.get_block(name, h) for h in entry["blocks"])
 
+    # -- claims, pins and leases (what garbage collection must not take) -------------------------
+    def _claim(self, name: str, digests: Iterable[str], now: float) -> None:
+        with self._guard:
+            claims = self._claims.setdefault(name, {})
+            for digest in digests:
+                claims[digest] = now
+
+    def _pin(self, name: str, digests: Iterable[str], delta: int) -> None:
+        with self._guard:
+            pins = self._pins.setdefault(name, collections.Counter())
+            pins.update({d: delta for d in digests})
+            for digest in [d for d, n in pins.items() if n <= 0]:
+                del pins[digest]
+
+    def protected(self, name: str, since: float) -> set[str]:
+        """Blocks of `name` that commits in progress pin, or that a request named at `since` or later."""
+        with self._guard:
+            pinned = set(self._pins.get(name, ()))
+            return pinned | {d for d, t in self._claims.get(name, {}).items() if t >= since}
+
+    def prune_claims(self, before: float) -> None:
+        """Forgets claims older than `before` (garbage collection calls it with its grace period)."""
+        with self._guard:
+            for claims in self._claims.values():
+                for digest in [d for d, t in claims.items() if t < before]:
+                    del claims[digest]
+
+    def _head_set(self, name: str) -> frozenset:
+        version = self.head(name)
+        with self._guard:
+            cached = self._head_blocks.get(name)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        stored = self.read_manifest(name, version) if version else None
+        blocks = frozenset(h for f in (stored or {}).get("files", {}).values() for h in f["blocks"])
+        with self._guard:
+            self._head_blocks[name] = (version, blocks)
+        return blocks
+
+    def _lease(self, name: str, present: set[str], now: float) -> None:
+        """Records present blocks HEAD does not reference: the in-memory claim on them dies with the
+        process, and a commit that counts on them may come after a restart."""
+        if not present:
+            return
+        unreferenced = present - self._head_set(name)
+        if unreferenced:
+            key = self._key(name, "leases", f"{int(now * 1000):015d}-{secrets.token_hex(4)}")
+            self.backend.put(key, "\n".join(sorted(unreferenced)).encode())
+
     # -- writing -----------------------------------------------------------------------------
     def missing_blocks(self, name: str, digests: list[str]) -> list[str]:
-        self._require(name)
-        return [d for d in digests if not (_HASH.match(d) and self.backend.exists(self._key(name, "b", d)))]
+        self._check_name(name)
+        valid = [d for d in digests if _HASH.match(d)]
+        with self._gate(name).shared():
+            self._require(name)
+            now = self._clock()
+            self._claim(name, valid, now)
+            present = {d for d in valid if self.backend.exists(self._key(name, "b", d))}
+            self._lease(name, present, now)
+        return [d for d in digests if d not in present]
 
     def put_blocks(self, name: str, blocks: list[bytes]) -> list[str]:
-        self._require(name)
-        digests = []
-        for data in blocks:
-            if len(data) > BLOCK_SIZE:
-                raise VolumeError("INVALID_ARGUMENT", f"a block is at most {BLOCK_SIZE} bytes")
-            digest = hashlib.sha256(data).hexdigest()
-            key = self._key(name, "b", digest)
-            if not self.backend.exists(key):
-                self.backend.put(key, data)
-            digests.append(digest)
+        self._check_name(name)
+        if any(len(data) > BLOCK_SIZE for data in blocks):
+            raise VolumeError("INVALID_ARGUMENT", f"a block is at most {BLOCK_SIZE} bytes")
+        digests = [hashlib.sha256(data).hexdigest() for data in blocks]
+        with self._gate(name).shared():
+            self._require(name)
+            now = self._clock()
+            self._claim(name, digests, now)
+            present = set()
+            for digest, data in zip(digests, blocks):
+                key = self._key(name, "b", digest)
+                if self.backend.exists(key):
+                    present.add(digest)
+                else:
+                    self.backend.put(key, data)
+            self._lease(name, present, now)
         return digests
 
     def commit(self, name: str, puts: list[dict], deletes: list[str]) -> int:
@@ -174,11 +303,26 @@ class VolumeStore:
         if any(not p["path"] for p in puts):
             raise VolumeError("INVALID_ARGUMENT", "a file needs a path inside the volume")
         wanted = sorted({h for p in puts for h in p["blocks"]})
-        missing = self.missing_blocks(name, wanted)
-        if missing:
-            raise VolumeError("FAILED_PRECONDITION", f"volume {name!r}: {len(missing)} block(s) were not uploaded")
+        if any(not _HASH.match(h) for h in wanted):
+            raise VolumeError("INVALID_ARGUMENT", "a file's blocks must be sha256 hex digests")
+        # Pinned before they are checked, unpinned once the manifest names them: a sweep either ran
+        # before the check (and the commit fails cleanly) or sees the pins and leaves the blocks.
+        with self._gate(name).shared():
+            self._claim(name, wanted, self._clock())
+            self._pin(name, wanted, 1)
+            missing = [h for h in wanted if not self.backend.exists(self._key(name, "b", h))]
+        try:
+            if missing:
+                raise VolumeError("FAILED_PRECONDITION", f"volume {name!r}: {len(missing)} block(s) were not uploaded, or were "
+                                  "garbage-collected before this commit came (an upload older than the GC grace period); "
+                                  "retry the commit, which uploads them again")
+            return self._write_version(name, puts, deletes)
+        finally:
+            self._pin(name, wanted, -1)
+
+    def _write_version(self, name: str, puts: list[dict], deletes: list[str]) -> int:
         with self._lock(name):
-            version, files = self.manifest(name)
+            version, files = self.manifest(name)  # under the lock: a deleted volume is refused here
             for gone in deletes:
                 if not gone:
                     files.clear()
@@ -197,9 +341,19 @@ class VolumeStore:
                 files[put["path"]] = {"size": int(put["size"]), "blocks": list(put["blocks"]),
                                       "mode": int(put.get("mode") or 0o644), "mtime": float(put.get("mtime") or 0.0)}
             new = version + 1
-            self.backend.put(self._key(name, "v", f"{new:012d}.json"), json.dumps({"version": new, "files": files}).encode())
+            # Old manifests stay until garbage collection (`collect`) decides they are no longer kept.
+            body = {"version": new, "committed_at": self._clock(), "files": files}
+            self.backend.put(self._key(name, "v", manifest_key(new)), json.dumps(body).encode())
             self.backend.put(self._key(name, "HEAD"), str(new).encode())
-            old = new - KEEP_MANIFESTS
-            if old > 0:
-                self.backend.delete(self._key(name, "v", f"{old:012d}.json"))
+            with self._guard:
+                self._head_blocks[name] = (new, frozenset(h for f in files.values() for h in f["blocks"]))
         return new
+
+    # -- garbage collection ------------------------------------------------------------------
+    def collect(self, policy: Optional["GcPolicy"] = None, *, name: Optional[str] = None,
+                workspace: Optional[str] = None, dry_run: bool = False, stop: Optional[threading.Event] = None) -> list["GcResult"]:
+        """Garbage-collects volume `name`, or every volume of `workspace` ("" the default one,
+        None all of them); see `_gc.collect`."""
+        from ._gc import GcPolicy, collect
+
+        return collect(self, policy or GcPolicy(), name=name, workspace=workspace, dry_run=dry_run, stop=stop)
