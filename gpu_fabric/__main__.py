@@ -39,12 +39,15 @@ def _default_data_dir() -> str:
 @click.option("--embedded", is_flag=True, help="Exit when stdin closes (used by the SDK's embedded fabric).")
 @click.option("--log-level", default="WARNING")
 # Capacity from clouds (gpu_fabric.control_plane._autoscaler.configure).
-@click.option("--provider", "providers", multiple=True, type=click.Choice(["local", "aws", "gcp", "oci"]), help="Launch workers on this provider when queued inputs need GPUs (repeatable).")
+@click.option("--provider", "providers", multiple=True, type=click.Choice(["local", "aws", "gcp", "oci", "simulated"]), help="Launch workers on this provider when queued inputs need GPUs (repeatable; simulated: worker processes here posing as a cloud's machines).")
 @click.option("--provider-config", default=None, type=click.Path(exists=True, dir_okay=False), help="JSON file: {provider: {option: value}} (regions, image_ids, project, compartment_id...).")
-@click.option("--budget", "budget_usd", default=None, type=float, help="Stop launching machines once they cost this many USD.")
+@click.option("--budget", "budget_usd", default=None, type=float, help="Stop launching machines once all of them together cost this many USD.")
+@click.option("--workspace-budget", "workspace_budgets", multiple=True, help="WORKSPACE=USD: stop launching for a workspace once its containers and the idle time of machines launched for it cost this much (repeatable).")
 @click.option("--app-budget", "app_budgets", multiple=True, help="APP=USD: stop launching for an app once its containers cost this much (repeatable).")
 @click.option("--launch-timeout", default=900.0, type=float, help="Seconds a launched machine has to register its worker.")
-@click.option("--idle-window", default=300.0, type=float, help="Seconds a launched worker may idle before it is terminated.")
+@click.option("--idle-window", default=300.0, type=float, help="Most seconds a launched worker may idle before it is terminated.")
+@click.option("--idle-policy", default="adaptive", type=click.Choice(["adaptive", "fixed"]), help="adaptive: keep an idle machine only while that is expected to cost less than relaunching it (from each function's arrival gaps and the provider's launch latency), up to --idle-window; fixed: always the whole --idle-window.")
+@click.option("--keep-machines", is_flag=True, help="On stop, leave launched machines running for the next start to adopt (restarts, upgrades); by default they are terminated.")
 @click.option("--public-url", default=None, help="Control plane URL launched machines dial (default: the listening URL).")
 # The HTTP gateway (gpu_fabric.web): web endpoints, dashboard, /metrics.
 @click.option("--http-port", default=None, type=int, help="Port of the web gateway and dashboard. [default: --port + 1, or a free one with --port 0]")
@@ -59,7 +62,8 @@ def _default_data_dir() -> str:
 # --- end shared fabric ---
 def serve(host, port, data_dir, token, workers, simulate_gpus, worker_cpu, worker_memory_mb, heartbeat_timeout,
           app_heartbeat_timeout, max_payload_bytes, scaledown_window, ready_file, embedded, log_level,
-          providers, provider_config, budget_usd, app_budgets, launch_timeout, idle_window, public_url,
+          providers, provider_config, budget_usd, workspace_budgets, app_budgets, launch_timeout, idle_window, idle_policy,
+          keep_machines, public_url,
           http_port, http_host, http_max_body_bytes, http_public_url, no_http, database, tls_cert, tls_key) -> None:
     """Run a control plane with local workers until interrupted."""
     from ._serve import serve as run
@@ -81,7 +85,9 @@ def serve(host, port, data_dir, token, workers, simulate_gpus, worker_cpu, worke
                                  "max_body_bytes": http_max_body_bytes, "public_url": http_public_url}
     engine_options.update(database=database, tls_cert=tls_cert, tls_key=tls_key)  # shared fabric: ControlPlane options
     if providers:
-        engine_options["capacity"] = _capacity_options(providers, provider_config, budget_usd, app_budgets, launch_timeout, idle_window, public_url)
+        engine_options["capacity"] = _capacity_options(providers, provider_config, budget_usd, app_budgets, launch_timeout,
+                                                       idle_window, public_url, workspace_budgets=workspace_budgets,
+                                                       idle_policy=idle_policy, keep_machines=keep_machines)
     from .control_plane import DataDirInUse
 
     try:
@@ -96,22 +102,35 @@ def serve(host, port, data_dir, token, workers, simulate_gpus, worker_cpu, worke
         raise click.ClickException(str(exc)) from None
 
 
-def _capacity_options(providers, provider_config, budget_usd, app_budgets, launch_timeout, idle_window, public_url) -> dict:
+def _named_amounts(items, option: str, what: str) -> dict:
+    """NAME=USD items of a repeatable option as {name: usd}; a bad item is a usage error naming it."""
+    out = {}
+    for item in items:
+        name, sep, usd = item.partition("=")
+        try:
+            if not sep or not name.strip():
+                raise ValueError(item)
+            out[name.strip()] = float(usd)
+        except ValueError:
+            raise click.BadParameter(f"{item!r}: expected {what}=USD, e.g. {option} ml-team=250", param_hint=option) from None
+        if out[name.strip()] < 0:
+            raise click.BadParameter(f"{item!r}: a budget cannot be negative", param_hint=option)
+    return out
+
+
+def _capacity_options(providers, provider_config, budget_usd, app_budgets, launch_timeout, idle_window, public_url, *,
+                      workspace_budgets=(), idle_policy="adaptive", keep_machines=False) -> dict:
     import json
 
-    budgets = {}
-    for item in app_budgets:
-        app, _, usd = item.partition("=")
-        try:
-            budgets[app] = float(usd)
-        except ValueError:
-            raise click.BadParameter(f"{item!r}: expected APP=USD", param_hint="--app-budget") from None
     config = {}
     if provider_config:
         with open(provider_config) as f:
             config = json.load(f)
-    return {"providers": list(providers), "provider_config": config, "budget_usd": budget_usd, "app_budgets": budgets,
-            "launch_timeout_s": launch_timeout, "idle_window_s": idle_window, "public_url": public_url}
+    return {"providers": list(providers), "provider_config": config, "budget_usd": budget_usd,
+            "workspace_budgets": _named_amounts(workspace_budgets, "--workspace-budget", "WORKSPACE"),
+            "app_budgets": _named_amounts(app_budgets, "--app-budget", "APP"),
+            "launch_timeout_s": launch_timeout, "idle_window_s": idle_window, "adaptive_idle": idle_policy == "adaptive",
+            "keep_machines": keep_machines, "public_url": public_url}
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})

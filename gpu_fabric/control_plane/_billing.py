@@ -7,6 +7,8 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Callable
 
+from ._tokens import DEFAULT_WORKSPACE
+
 log = logging.getLogger("gpu_fabric.control_plane")
 
 BY = ("function", "app", "workspace", "cloud", "gpu")
@@ -32,6 +34,9 @@ class Charge:
     seconds: float = 0.0
     # Containers: "cold", "fork_server" or "snapshot", as the container reported when ready.
     start_kind: str = ""
+    # Containers: the workspace the machine they ran on was launched for ("" when the autoscaler
+    # did not launch it). Their time is taken off that workspace's idle-machine share.
+    host_workspace: str = ""
 
     @property
     def usd(self) -> float:
@@ -55,24 +60,45 @@ class Replay:
 
 class Ledger:
     """Open charges (running now) and closed ones; closed charges are appended to `path` (JSON
-    lines) when given, so a restarted control plane keeps its history."""
+    lines) when given, so a restarted control plane keeps its history.
+
+    What counts against budgets (`spend`): an app, its containers' time (their share of the
+    machine's price); a workspace, its apps' containers plus the idle rest of the machines launched
+    for it (machine time no container used); the whole fabric, every machine it launched."""
 
     def __init__(self, clock: Callable[[], float], path: str | None = None):
         self.clock = clock
         self.path = path
         self.open: dict[str, Charge] = {}
         self.closed: list[Charge] = []
-        self._spent: dict[tuple[str, str], float] = {}  # ("app"|"workspace"|"instances", name) -> usd
-        if path and os.path.exists(path):
+        # ("app"|"workspace"|"hosted"|"instances", name) and ("all", "") -> usd of closed charges
+        self._spent: dict[tuple[str, str], float] = {}
+        # worker id -> the workspace its machine was launched for (set by the autoscaler)
+        self.hosts: dict[str, str] = {}
+        if path:
+            self.load(path)
+
+    def load(self, path: str) -> None:
+        """Read the closed charges kept at `path` (an earlier run's history: budgets count it) and
+        append new ones there from now on."""
+        if self.path == path and self.closed:
+            return
+        self.path = path
+        if os.path.exists(path):
             with open(path) as f:
-                for line in f:
-                    if line.strip():
+                for number, line in enumerate(f, 1):
+                    if not line.strip():
+                        continue
+                    try:
                         self._close_record(Charge(**json.loads(line)))
+                    except (ValueError, TypeError) as exc:
+                        log.warning("billing ledger %s line %d is not a charge (%s); skipped", path, number, exc)
 
     # ----------------------------------------------------------- recording
-    def start(self, key: str, charge: Charge) -> None:
-        """Begin charging `key` (a container or instance id) from now."""
-        charge.started_at = self.clock()
+    def start(self, key: str, charge: Charge, at: float | None = None) -> None:
+        """Begin charging `key` (a container or instance id) from now, or from `at` (a machine
+        adopted after a restart goes on being charged from when it was launched)."""
+        charge.started_at = self.clock() if at is None else at
         self.open[key] = charge
 
     def stop(self, key: str) -> Charge | None:
@@ -80,7 +106,12 @@ class Ledger:
         charge = self.open.pop(key, None)
         if charge is None:
             return None
-        charge.seconds = max(0.0, self.clock() - charge.started_at)
+        return self.close(charge, self.clock())
+
+    def close(self, charge: Charge, ended_at: float) -> Charge:
+        """Record `charge` as having run from its `started_at` to `ended_at` (a machine that
+        vanished while the control plane was down is closed at the last time it was known)."""
+        charge.seconds = max(0.0, ended_at - charge.started_at)
         self._close_record(charge)
         if self.path:
             try:
@@ -90,15 +121,24 @@ class Ledger:
                 log.exception("could not append to the billing ledger %s", self.path)
         return charge
 
+    def _add(self, key: tuple[str, str], usd: float) -> None:
+        self._spent[key] = self._spent.get(key, 0.0) + usd
+
     def _close_record(self, charge: Charge) -> None:
         self.closed.append(charge)
+        usd = charge.usd
         if charge.kind == "container":
-            self._spent[("app", charge.app)] = self._spent.get(("app", charge.app), 0.0) + charge.usd
+            self._add(("app", charge.app), usd)
+            self._add(("workspace", charge.workspace), usd)
+            if charge.host_workspace:
+                self._add(("hosted", charge.host_workspace), usd)
         else:
-            self._spent[("workspace", charge.workspace)] = self._spent.get(("workspace", charge.workspace), 0.0) + charge.usd
+            self._add(("instances", charge.workspace), usd)
+            self._add(("all", ""), usd)
 
-    def container_started(self, container, worker, *, app: str, function: str, workspace: str = "default") -> None:
-        """Charge a container its share of its worker's price (its GPUs' share, or its CPU share)."""
+    def container_started(self, container, worker, *, app: str, function: str, workspace: str = DEFAULT_WORKSPACE) -> None:
+        """Charge a container its share of its worker's price (its GPUs' share, or its CPU share),
+        to its app's `workspace`."""
         info = worker.info
         capacity = worker.capacity
         price = float(getattr(info, "price_per_hour", 0.0) or 0.0)
@@ -111,6 +151,7 @@ class Ledger:
             "container", workspace, app, function, getattr(info, "provider", "") or "local", getattr(info, "region", ""),
             getattr(info, "instance_type", ""), "spot" if getattr(info, "preemptible", False) else "on-demand",
             container.placement.gpu_type, gpus, price * share, 0.0,
+            host_workspace=self.hosts.get(worker.worker_id, ""),
         ))
 
     def container_stopped(self, container_id: str) -> None:
@@ -118,15 +159,26 @@ class Ledger:
 
     # ------------------------------------------------------------- reading
     def spend(self, *, app: str | None = None, workspace: str | None = None) -> float:
-        """USD spent so far, running charges included: an app's containers, or a workspace's instances."""
+        """USD spent so far, running charges included: an `app`'s containers; a `workspace`'s
+        containers plus the idle rest of the machines launched for it; with neither, every machine."""
         now = self.clock()
+
+        def running(c: Charge) -> float:
+            return max(0.0, now - c.started_at) * c.price_per_hour / 3600
+
         if app is not None:
-            total = self._spent.get(("app", app), 0.0)
-            return total + sum((now - c.started_at) * c.price_per_hour / 3600 for c in self.open.values()
-                               if c.kind == "container" and c.app == app)
-        total = self._spent.get(("workspace", workspace or "default"), 0.0)
-        return total + sum((now - c.started_at) * c.price_per_hour / 3600 for c in self.open.values()
-                           if c.kind == "instance" and c.workspace == (workspace or "default"))
+            return self._spent.get(("app", app), 0.0) + sum(
+                running(c) for c in self.open.values() if c.kind == "container" and c.app == app)
+        if workspace is None:
+            return self._spent.get(("all", ""), 0.0) + sum(running(c) for c in self.open.values() if c.kind == "instance")
+        total = (self._spent.get(("workspace", workspace), 0.0) + self._spent.get(("instances", workspace), 0.0)
+                 - self._spent.get(("hosted", workspace), 0.0))
+        for c in self.open.values():
+            if c.kind == "instance":
+                total += running(c) if c.workspace == workspace else 0.0
+            else:
+                total += (running(c) if c.workspace == workspace else 0.0) - (running(c) if c.host_workspace == workspace else 0.0)
+        return max(0.0, total)
 
     def charges(self, include_running: bool = True) -> list[Charge]:
         out = list(self.closed)

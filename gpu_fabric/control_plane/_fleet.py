@@ -82,6 +82,11 @@ class Fleet:
         _preemption.on_notice(self, worker, deadline_s)  # preemption: drain it (control_plane/_preemption.py)
 
     # ----------------------------------------------------------- containers
+    def inputs_arrived(self, fn: FunctionRec) -> None:
+        """New inputs for `fn` (not retries): the autoscaler's idle window learns its arrival gaps."""
+        if self.autoscaler is not None:
+            self.autoscaler.note_arrival(fn)
+
     def autoscale(self, fn: FunctionRec) -> None:
         """Start containers for `fn` when its demand is above what it has."""
         app = self.apps.get(fn.app_id)
@@ -102,8 +107,9 @@ class Fleet:
                 break
 
     def _start_container(self, fn: FunctionRec) -> bool:
-        placement, reason = self.scheduler.place(fn.spec)
-        if placement is None and self._evict_idle_for(fn):
+        allowed = self.autoscaler.restriction(self, fn) if self.autoscaler is not None else None  # budgets
+        placement, reason = self.scheduler.place(fn.spec) if self.autoscaler is None else self.autoscaler.place(self, fn, allowed)
+        if placement is None and allowed is None and self._evict_idle_for(fn):
             return False  # room is being made; the next autoscale places it
         if placement is None:
             if not fn.unplaceable_since:
@@ -122,7 +128,8 @@ class Fleet:
         self.scheduler.claim(worker.capacity, placement)
         container = ContainerRec(new_id("ct"), worker.worker_id, fn.function_id, fn.app_id, placement, self.clock())
         self.containers[container.container_id] = container
-        self.ledger.container_started(container, worker, app=self.apps[fn.app_id].name, function=fn.name)  # billing
+        app = self.apps[fn.app_id]
+        self.ledger.container_started(container, worker, app=app.name, function=fn.name, workspace=app.workspace)  # billing
         worker.containers.add(container.container_id)
         fn.containers.add(container.container_id)
         worker.assignments.put_nowait(
@@ -249,6 +256,7 @@ class Fleet:
             if input_id == running_input_id and failure is not None:
                 self._complete_attempt(rec, failure)
                 continue
+            self.attempt_lost(rec)  # usage: the fabric's loss, not the caller's
             rec.container_id = ""
             rec.lost += 1
             if rec.lost > MAX_LOST:

@@ -13,7 +13,7 @@ __all__ = [
     "load_catalog", "make_provider", "startup_script",
 ]
 
-PROVIDER_NAMES = ("local", "aws", "gcp", "oci")
+PROVIDER_NAMES = ("local", "aws", "gcp", "oci", "simulated")
 
 
 def make_provider(name: str, **config) -> Provider:
@@ -27,6 +27,8 @@ def make_provider(name: str, **config) -> Provider:
         from .gcp import GcpProvider as cls
     elif name == "oci":
         from .oci import OciProvider as cls
+    elif name == "simulated":  # worker processes on this machine posing as a cloud's machines (tests, demos)
+        from .simulated import SimulatedCloud as cls
     else:
         raise ValueError(f"unknown provider {name!r}; choose from {', '.join(PROVIDER_NAMES)}")
     return cls(**config)

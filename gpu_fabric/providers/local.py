@@ -22,15 +22,21 @@ class LocalProvider(Provider):
     """Starts up to `max_workers` worker agents on this machine, each offering its GPUs (or the
     simulated ones in `simulate_gpus`, e.g. "H100:2", for tests).
 
-    `popen`: how the agent process is started (tests pass a fake).
+    `price_per_hour`: what an hour of this machine costs you (power, amortization), for billing
+    and budgets; 0 by default. `popen`: how the agent process is started (tests pass a fake).
+    The agents end with the control plane (they are its children), so a restart never adopts them.
     """
 
     name = "local"
 
     def __init__(self, *, max_workers: int = 1, simulate_gpus: str = "", cpu: float | None = None,
-                 memory_mb: int | None = None, popen: Callable = subprocess.Popen, discover: Callable = _discover):
+                 memory_mb: int | None = None, price_per_hour: float = 0.0, popen: Callable = subprocess.Popen,
+                 discover: Callable = _discover):
+        if price_per_hour < 0:
+            raise ValueError(f"local price_per_hour must be 0 or more (got {price_per_hour})")
         self.max_workers = max_workers
         self.simulate_gpus = simulate_gpus
+        self.price_per_hour = float(price_per_hour)
         self.cpu = cpu or float(os.cpu_count() or 1)
         self.memory_mb = memory_mb
         self._popen = popen
@@ -53,7 +59,8 @@ class LocalProvider(Provider):
         if not gpus:
             return []
         memory_gb = (self.memory_mb or 0) / 1024 or 1024.0
-        return [Offering("local", "local", ("local",), "local", gpus[0].type, len(gpus), self.cpu, memory_gb, 0.0, None)]
+        return [Offering("local", "local", ("local",), "local", gpus[0].type, len(gpus), self.cpu, memory_gb,
+                         self.price_per_hour, None)]
 
     def launch(self, request: LaunchRequest) -> Instance:
         self._reap()
@@ -61,7 +68,8 @@ class LocalProvider(Provider):
             raise LaunchError(f"this machine already runs {len(self._procs)} local worker(s) (max_workers={self.max_workers})",
                               kind="capacity", scope="zone", cloud="local", region="local", zone="local",
                               instance_type="local", market=Market.ON_DEMAND)
-        args = _worker_args(request.startup_script)
+        # The launch's name as the worker's hostname: how the control plane matches it to this launch.
+        args = _worker_args(request.startup_script) + ["--hostname", request.name]
         if self.simulate_gpus:
             args += ["--simulate-gpus", self.simulate_gpus]
         if self.memory_mb:
@@ -74,9 +82,18 @@ class LocalProvider(Provider):
         return instance
 
     def terminate(self, instance: Instance) -> None:
+        """Stop the agent (SIGTERM: it stops its containers first) and reap it; SIGKILL after 15 s."""
         entry = self._procs.pop(instance.instance_id, None)
-        if entry is not None and entry[0].poll() is None:
-            entry[0].terminate()
+        if entry is None:
+            return
+        proc = entry[0]
+        if proc.poll() is None:
+            proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
     def list(self) -> list[Instance]:
         self._reap()

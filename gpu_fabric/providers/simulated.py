@@ -8,7 +8,7 @@ from typing import Callable
 
 from .base import Availability, Instance, LaunchError, LaunchRequest, Market, Offering, PreemptionSource, Provider
 
-__all__ = ["SimClock", "SimulatedProvider"]
+__all__ = ["SimClock", "SimulatedCloud", "SimulatedProvider"]
 
 
 class SimClock:
@@ -156,3 +156,188 @@ class SimulatedProvider(Provider):
         for instance in lost:
             self.terminate(instance)
         return lost
+
+
+class SimulatedCloud(SimulatedProvider):
+    """`gpufabric serve --provider simulated`: a simulated cloud whose machines are worker agent
+    processes on this machine, for trying the autoscaler without a cloud account and for tests.
+
+    Offerings and prices are `cloud`'s from the catalog (narrowed to `regions` and
+    `instance_types` when given), with SimulatedProvider's capacity and quota limits and no
+    preemptions. A launched machine is a `gpufabric worker` process that advertises the instance
+    type's GPUs (simulated), CPUs and memory (`worker_cpu` / `worker_memory_mb` override those).
+    Like real machines, they outlive the control plane: each agent runs in its own session, and
+    the instances are recorded in `state_path` (JSON), which the next control plane reads back.
+    Configure it in the --provider-config file: {"simulated": {"cloud": "aws", "state_path": ...}}
+    (`serve` defaults state_path to simulated-cloud.json in its data dir).
+    """
+
+    def __init__(self, *, state_path: str = "", cloud: str = "aws", regions: list | None = None,
+                 instance_types: list | None = None, fabric_id: str = "default", default_capacity: int = 4,
+                 capacity: dict | None = None, quota: dict | None = None, worker_cpu: float | None = None,
+                 worker_memory_mb: int | None = None, log_dir: str | None = None, clock: Callable[[], float] | None = None,
+                 popen: Callable | None = None):
+        import os
+        import subprocess
+        import threading
+        import time
+
+        from .catalog import load_catalog
+
+        if not state_path:
+            raise ValueError('the simulated provider needs a state_path (a JSON file recording its machines), e.g. '
+                             '{"simulated": {"state_path": "cloud.json"}} in --provider-config')
+        offerings = load_catalog().for_cloud(cloud, regions)
+        if instance_types:
+            offerings = [o for o in offerings if o.instance_type in set(instance_types)]
+        if not offerings:
+            raise ValueError(f"the simulated cloud has no offerings: the catalog has none for cloud {cloud!r}"
+                             f"{f' in {regions}' if regions else ''}{f' of types {instance_types}' if instance_types else ''}; "
+                             "check `python -m gpu_fabric.providers.catalog show`")
+        super().__init__("simulated", offerings, clock=clock or time.time, capacity=capacity,
+                         default_capacity=default_capacity, quota=quota, spot_swing=0.0, launch_latency_s=0.0)
+        self.state_path = os.path.abspath(state_path)
+        self.fabric_id = fabric_id
+        self.worker_cpu, self.worker_memory_mb = worker_cpu, worker_memory_mb
+        self.log_dir = log_dir or os.path.dirname(self.state_path)
+        self._popen = popen or subprocess.Popen
+        self._pids: dict[str, int] = {}
+        self._children: dict[str, object] = {}  # agents this process started (reaped on terminate)
+        self._lock = threading.RLock()  # the control plane calls providers from its executor threads
+        self._load()
+
+    # ------------------------------------------------------------------ state file
+    def _load(self) -> None:
+        import json
+        import os
+
+        if not os.path.exists(self.state_path):
+            return
+        with open(self.state_path) as f:
+            state = json.load(f)
+        self._counter = max(self._counter, int(state.get("counter", 0)))
+        by_type = {(o.region, o.instance_type): o for o in self._offerings}
+        for iid, entry in state.get("instances", {}).items():
+            inst = entry["instance"]
+            offering = by_type.get((inst["region"], inst["instance_type"]))
+            if offering is None or not _alive(entry["pid"], inst["name"]):
+                continue
+            instance = Instance(iid, self.name, inst["region"], inst["zone"], inst["instance_type"], Market(inst["market"]),
+                                inst["name"], "running", dict(inst.get("labels") or {}))
+            key = tuple(entry["key"])
+            self.running[iid] = _SimInstance(instance, offering, 0.0, key)
+            self._reported.add(iid)
+            self._pids[iid] = int(entry["pid"])
+            self._used[key] = self._used.get(key, 0) + 1
+            qkey = ("quota", offering.region, instance.market.value)
+            self._used[qkey] = self._used.get(qkey, 0) + 1
+        self._save()
+
+    def _save(self) -> None:
+        import json
+        import os
+        from dataclasses import asdict
+
+        instances = {}
+        for iid, sim in self.running.items():
+            data = asdict(sim.instance)
+            data["market"] = sim.instance.market.value
+            instances[iid] = {"instance": data, "key": list(sim.key), "pid": self._pids.get(iid, 0)}
+        os.makedirs(os.path.dirname(self.state_path), exist_ok=True)
+        tmp = self.state_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"counter": self._counter, "instances": instances}, f, indent=1)
+        os.replace(tmp, self.state_path)
+
+    # ---------------------------------------------------------------- provider calls
+    def launch(self, request: LaunchRequest) -> Instance:
+        with self._lock:
+            return self._launch(request)
+
+    def _launch(self, request: LaunchRequest) -> Instance:
+        import os
+        import subprocess
+        import sys
+
+        from .base import FABRIC_TAG, LAUNCH_TAG
+        from .local import _worker_args
+
+        instance = super().launch(request)
+        instance.labels = {FABRIC_TAG: self.fabric_id, LAUNCH_TAG: request.name, **request.labels}
+        o = request.offering
+        args = _worker_args(request.startup_script) + [
+            "--hostname", request.name, "--simulate-gpus", f"{o.gpu}:{o.gpu_count}",
+            "--cpu", str(self.worker_cpu or o.cpu), "--memory-mb", str(int(self.worker_memory_mb or o.memory_gb * 1024)),
+        ]
+        env = {k: v for k, v in os.environ.items() if k != "GPUFABRIC_PARENT_PID"}  # a machine outlives the fabric
+        try:
+            os.makedirs(self.log_dir, exist_ok=True)
+            with open(os.path.join(self.log_dir, f"{request.name}.log"), "ab") as log_file:
+                proc = self._popen([sys.executable, "-m", "gpu_fabric", "worker", *args], stdin=subprocess.DEVNULL,
+                                   stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        except OSError as exc:
+            super().terminate(instance)
+            raise LaunchError(f"simulated: could not start a worker process: {exc}", kind="transient", scope="zone",
+                              cloud=self.name, region=o.region, zone=request.zone, instance_type=o.instance_type,
+                              market=request.market) from None
+        instance.state = "running"
+        self._pids[instance.instance_id] = proc.pid
+        self._children[instance.instance_id] = proc
+        self._save()
+        return instance
+
+    def terminate(self, instance: Instance) -> None:
+        import os
+        import signal
+
+        with self._lock:
+            super().terminate(instance)
+            pid = self._pids.pop(instance.instance_id, 0)
+            if pid and _alive(pid, instance.name):
+                try:
+                    os.killpg(pid, signal.SIGTERM)  # the agent leads its own session: its containers go too
+                except ProcessLookupError:
+                    pass
+            self._save()
+        child = self._children.pop(instance.instance_id, None)
+        if child is not None:
+            try:
+                child.wait(15)
+            except Exception:  # noqa: BLE001 - subprocess.TimeoutExpired: it is told to stop; do not hang the caller
+                log_stuck(instance)
+
+    def list(self) -> list[Instance]:
+        with self._lock:
+            gone = [iid for iid, sim in self.running.items() if not _alive(self._pids.get(iid, 0), sim.instance.name)]
+            for iid in gone:  # the agent process died: the simulated machine is gone
+                SimulatedProvider.terminate(self, self.running[iid].instance)
+                self._pids.pop(iid, None)
+                child = self._children.pop(iid, None)
+                if child is not None:
+                    child.poll()  # reap it
+            if gone:
+                self._save()
+            return [s.instance for s in self.running.values()
+                    if s.instance.labels.get("gpufabric-fabric", self.fabric_id) == self.fabric_id]
+
+    def preempt(self) -> list[Instance]:
+        return []  # real time: machines are lost only when their process ends
+
+
+def log_stuck(instance: Instance) -> None:
+    import logging
+
+    logging.getLogger("gpu_fabric.providers").warning(
+        "simulated machine %s (%s) did not stop within 15s of SIGTERM", instance.instance_id, instance.name)
+
+
+def _alive(pid: int, name: str) -> bool:
+    """True while process `pid` runs and is the agent of machine `name` (not a reused pid)."""
+    if pid <= 0:
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read().split(b"\0")
+    except OSError:
+        return False
+    return name.encode() in cmdline

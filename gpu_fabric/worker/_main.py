@@ -35,6 +35,8 @@ def _resources(cpu: Optional[float], memory_mb: Optional[int], simulate_gpus: st
 @click.option("--heartbeat-interval", type=float, default=None,
               help="Seconds between heartbeats (default: what the control plane says).")
 @click.option("--log-level", default="INFO", show_default=True, help="Python logging level.")
+@click.option("--hostname", default=None,
+              help="Name to register under (default: this machine's); a launched worker's is its launch name.")
 def worker_command(
     url: str,
     token: str,
@@ -43,6 +45,7 @@ def worker_command(
     memory_mb: Optional[int],
     heartbeat_interval: Optional[float],
     log_level: str,
+    hostname: Optional[str] = None,
 ) -> None:
     """Run a worker agent that starts containers for the control plane at URL."""
     from ._agent import WorkerAgent, WorkerError
@@ -57,6 +60,7 @@ def worker_command(
             url, token,
             resources=_resources(cpu, memory_mb, simulate_gpus),
             heartbeat_interval_s=heartbeat_interval,
+            hostname=hostname,
         )
     except (WorkerError, GpuDiscoveryError) as exc:
         raise click.UsageError(str(exc)) from None

@@ -109,10 +109,11 @@ def test_failover_across_zone_region_and_cloud():
 
 def test_worker_that_never_registers_is_terminated_and_placement_retried():
     clock = SimClock()
-    first_zone = load_catalog().for_cloud("aws", ["us-east-1"])[0].zones[0]
-    aws = _cloud("aws", clock, never_registers={first_zone})
+    aws = _cloud("aws", clock)
     fleet = SimFleet(clock, [aws], launch_timeout_s=300)
     fn = fleet.add_function("f", _spec(("T4", 1)), duration_s=5)
+    first_zone = fleet.scheduler.rank(fn.spec, fleet.autoscaler.offerings())[0][0].zone  # the cheapest place
+    aws.never_registers = {first_zone}
     fleet.submit(fn, 1)
     fleet.step(1)
     assert aws.launch_calls[0].zone == first_zone
@@ -126,12 +127,12 @@ def test_worker_that_never_registers_is_terminated_and_placement_retried():
 def test_budget_stop_keeps_inputs_queued_and_says_so():
     clock = SimClock()
     aws = _cloud("aws", clock)
-    fleet = SimFleet(clock, [aws], budgets=Budgets(workspace=0.1), idle_window_s=10_000, max_launches_per_tick=1)
+    fleet = SimFleet(clock, [aws], budgets=Budgets(total=0.1), idle_window_s=10_000, max_launches_per_tick=1)
     fn = fleet.add_function("f", _spec(("H100", 8)), duration_s=3600)
     fleet.submit(fn, 3)
     _run(fleet, 900, dt=30)
     launched = len(aws.launch_calls)
-    assert launched == 1 and fleet.ledger.spend(workspace="default") >= 0.1
+    assert launched == 1 and fleet.ledger.spend() >= 0.1
     _run(fleet, 900, dt=30)
     assert len(aws.launch_calls) == launched  # stopped launching
     assert fleet.queued() + fleet.running() + fleet.completed == 3  # nothing dropped
@@ -179,3 +180,80 @@ def test_a_big_machine_wins_only_when_there_is_work_for_it(n):
     fleet.step(1)
     # 40 queued inputs of ~60 s drain in the 5-minute target with 8 containers: one 8-GPU machine.
     assert [r.offering.instance_type for r in sim.launch_calls] == (["one-gpu"] if n == 1 else ["eight-gpu"])
+
+
+def test_a_workspace_at_its_budget_stops_launching_for_it_only():
+    clock = SimClock()
+    aws = _cloud("aws", clock)
+    fleet = SimFleet(clock, [aws], budgets=Budgets(workspaces={"ml": 0.5}), idle_window_s=10_000, max_launches_per_tick=1)
+    train = fleet.add_function("train", _spec(("H100", 8)), duration_s=3600, app="trainer", workspace="ml")
+    evals = fleet.add_function("evals", _spec(("H100", 8)), duration_s=3600, app="evaluator", workspace="ml")
+    serve = fleet.add_function("serve", _spec(("H100", 8)), duration_s=3600, app="server", workspace="web")
+    fleet.submit(train, 2)
+    _run(fleet, 900, dt=30)  # one 8x H100 machine for ml, past $0.50 by now
+    assert fleet.ledger.spend(workspace="ml") >= 0.5
+    ml_launches = len(aws.launch_calls)
+    fleet.submit(train, 2)
+    fleet.submit(evals, 2)
+    fleet.submit(serve, 2)
+    _run(fleet, 900, dt=30)
+    launched_for = [r.labels["gpufabric-app"] for r in aws.launch_calls[ml_launches:]]
+    assert launched_for and set(launched_for) == {"ap-server"}  # web goes on; ml waits
+    budget_lines = [line for line in fleet.logs if "budget" in line]
+    assert len(budget_lines) == 2, budget_lines  # one event per app of the workspace (trainer, evaluator)
+    assert all("workspace 'ml'" in line and "--workspace-budget ml=USD" in line for line in budget_lines)
+    assert len(train.queue) + len(evals.queue) >= 4 - 1  # waiting, not dropped
+    assert fleet.queued() + fleet.running() + fleet.completed == 8
+
+
+def test_workspace_spend_is_its_containers_plus_the_idle_rest_of_its_machines():
+    from gpu_fabric.providers.base import Offering
+
+    clock = SimClock()
+    box = Offering("sim", "r1", ("r1a",), "two-gpu", "L4", 2, 16, 64, 3600.0, None)  # $1 a second
+    sim = SimulatedProvider("sim", [box], clock=clock, launch_latency_s=0)
+    fleet = SimFleet(clock, [sim], idle_window_s=10_000, scaledown_window_s=10_000)
+    mine = fleet.add_function("mine", _spec(("L4", 1)), duration_s=100, app="a", workspace="ws-a")
+    fleet.submit(mine, 1)
+    fleet.step(1)  # launched (and booted: no latency) for ws-a
+    fleet.step(1)  # registered; a container of ws-a holds one of its two GPUs
+    theirs = fleet.add_function("theirs", _spec(("L4", 1)), duration_s=100, app="b", workspace="ws-b")
+    fleet.submit(theirs, 1)
+    fleet.step(1)  # placed on ws-a's machine: the second GPU
+    clock.advance(10)
+    # ws-b pays its container's share ($0.50/s); ws-a pays its own share and the rest of its machine.
+    machine = fleet.ledger.spend()
+    assert fleet.ledger.spend(workspace="ws-b") == pytest.approx(0.5 * 10)
+    assert fleet.ledger.spend(workspace="ws-a") + fleet.ledger.spend(workspace="ws-b") == pytest.approx(machine, rel=1e-6)
+
+
+def _hourly_bursts(adaptive: bool) -> tuple[SimFleet, SimulatedProvider]:
+    clock = SimClock()
+    aws = _cloud("aws", clock)
+    fleet = SimFleet(clock, [aws], idle_window_s=300, scaledown_window_s=30, adaptive_idle=adaptive)
+    fn = fleet.add_function("embed", _spec(("L4", 1)), duration_s=20)
+    for _hour in range(6):
+        fleet.submit(fn, 20)
+        _run(fleet, 3600, dt=10)
+    return fleet, aws
+
+
+def test_adaptive_idle_window_releases_machines_between_hourly_bursts():
+    fixed, _ = _hourly_bursts(adaptive=False)
+    adaptive, aws = _hourly_bursts(adaptive=True)
+    assert fixed.completed == adaptive.completed == 120 and not aws.running
+    fixed_usd, adaptive_usd = fixed.ledger.spend(), adaptive.ledger.spend()
+    assert adaptive_usd < 0.75 * fixed_usd, (adaptive_usd, fixed_usd)
+    assert any("scale-down" in line and "costs more than" in line for line in adaptive.logs)
+
+
+def test_adaptive_idle_window_keeps_machines_when_inputs_come_back_soon():
+    clock = SimClock()
+    aws = _cloud("aws", clock)  # 60 s launches
+    fleet = SimFleet(clock, [aws], idle_window_s=300, scaledown_window_s=5)
+    fn = fleet.add_function("f", _spec(("T4", 1)), duration_s=5)
+    for _ in range(30):  # one input every 40 s: idling ~30 s beats a 60 s relaunch
+        fleet.submit(fn, 1)
+        _run(fleet, 40, dt=5)
+    assert fleet.completed == 30
+    assert len(aws.launch_calls) <= 2, [line for line in fleet.logs if "scale-down" in line]

@@ -15,6 +15,7 @@ from . import GpuSlot, Scheduler, WorkerCapacity, desired_containers
 class SimApp:
     name: str
     state: int = 1
+    workspace: str = "main"
 
 
 @dataclass
@@ -72,6 +73,8 @@ class SimFleet:
         self.requeued = 0
         self.preempted = 0
         self._ids = itertools.count(1)
+        self._submitted_at: dict[int, float] = {}  # batch -> when it was submitted
+        self._waited = [0, 0.0]  # inputs handed to a container, seconds they waited in all
 
     # ---------------------------------------------------------- the fleet API the autoscaler uses
     def system_log(self, app_id: str, text: str, function_name: str = "") -> None:
@@ -91,19 +94,23 @@ class SimFleet:
                 self.requeued += 1
 
     # ----------------------------------------------------------------------- driving
-    def add_function(self, name: str, spec, *, duration_s: float, app: str = "app") -> SimFunction:
+    def add_function(self, name: str, spec, *, duration_s: float, app: str = "app", workspace: str = "main") -> SimFunction:
         app_id = "ap-" + app
-        self.apps.setdefault(app_id, SimApp(app))
+        self.apps.setdefault(app_id, SimApp(app, workspace=workspace))
         fn = SimFunction("fu-" + name, app_id, name, spec, duration_s)
         self.functions[fn.function_id] = fn
         return fn
 
     def submit(self, fn: SimFunction, n: int) -> None:
         start = next(self._ids)
+        self._submitted_at[start] = self.clock()
         fn.queue.extend(range(start * 10_000_000, start * 10_000_000 + n))
+        if n:
+            self.autoscaler.note_arrival(fn, self.clock())
 
-    def register(self, instance, offering) -> SimWorker:
-        wid = f"wk-{next(self._ids)}"
+    def register(self, instance, offering, worker_id: str = "") -> SimWorker:
+        """A worker on `instance` registers (again, after a control-plane restart, with its old `worker_id`)."""
+        wid = worker_id or f"wk-{next(self._ids)}"
         capacity = WorkerCapacity(wid, offering.cpu, int(offering.memory_gb * 1024),
                                   [GpuSlot(i, offering.gpu) for i in range(offering.gpu_count)])
         worker = SimWorker(wid, capacity, worker_pb2.WorkerRegisterRequest(hostname=instance.name, provider="local"))
@@ -144,7 +151,7 @@ class SimFleet:
         for container in self.containers.values():
             fn = self.functions[container.function_id]
             if not container.held and fn.queue and not container.shutdown:
-                container.held[fn.queue.popleft()] = now + fn.duration_s
+                container.held[self._take(fn, now)] = now + fn.duration_s
 
     def _place(self, fn: SimFunction, now: float) -> None:
         if not fn.queue:
@@ -152,7 +159,7 @@ class SimFleet:
         running = sum(len(self.containers[c].held) for c in fn.containers)
         want = desired_containers(fn.spec, queued=len(fn.queue), running=running, avg_duration_s=None) - len(fn.containers)
         for _ in range(max(0, want)):
-            placement, _reason = self.scheduler.place(fn.spec)
+            placement, _reason = self.autoscaler.place(self, fn, self.autoscaler.restriction(self, fn))
             if placement is None:
                 fn.unplaceable_since = fn.unplaceable_since or now
                 return
@@ -164,9 +171,10 @@ class SimFleet:
             self.containers[cid] = container
             worker.containers.add(cid)
             fn.containers.add(cid)
-            self.ledger.container_started(container, worker, app=self.apps[fn.app_id].name, function=fn.name)
+            app = self.apps[fn.app_id]
+            self.ledger.container_started(container, worker, app=app.name, function=fn.name, workspace=app.workspace)
             if fn.queue:
-                container.held[fn.queue.popleft()] = now + fn.duration_s
+                container.held[self._take(fn, now)] = now + fn.duration_s
             if not fn.queue:
                 return
 
@@ -182,6 +190,17 @@ class SimFleet:
                 worker.containers.discard(cid)
                 self.scheduler.release(worker.capacity, container.placement)
             self.ledger.container_stopped(cid)
+
+    def _take(self, fn: SimFunction, now: float) -> int:
+        item = fn.queue.popleft()
+        self._waited[0] += 1
+        self._waited[1] += now - self._submitted_at.get(item // 10_000_000, now)
+        return item
+
+    @property
+    def wait_s(self) -> float:
+        """Mean seconds from submission to a container taking the input (re-queued inputs count again)."""
+        return self._waited[1] / self._waited[0] if self._waited[0] else 0.0
 
     def queued(self) -> int:
         return sum(len(fn.queue) for fn in self.functions.values())
