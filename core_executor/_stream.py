@@ -24,7 +24,9 @@ class StreamCaller:
 
     A message on an open stream costs about half a unary call on loopback, which is most of
     what a warm call spends. Not thread-safe: one caller at a time (see ThreadLocalStreams).
-    A broken stream raises its RpcError and is reopened by the next call.
+    A stream that ended while idle is reopened before the request is sent; one that breaks with a
+    request in flight raises its RpcError (the request may have been received) and is reopened by
+    the next call.
     """
 
     def __init__(self, open_stream: Callable[..., Any]):
@@ -46,6 +48,10 @@ class StreamCaller:
         self._responses = self._open_stream(feed(), metadata=metadata)
 
     def __call__(self, request: Any, metadata: Any = None, timeout: Optional[float] = None) -> Any:
+        if self._responses is not None and self._responses.done():
+            # It ended while idle (say the control plane restarted): nothing of this request was
+            # sent on it, so a new stream can carry it safely.
+            self.close()
         if self._responses is None:
             self._open(metadata)
         self._requests.put(request)
