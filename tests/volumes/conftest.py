@@ -2,6 +2,7 @@
 (the oci SDK's real client against tests/volumes/_oci_server.py), plus a clock tests can move."""
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -46,6 +47,24 @@ def oci_server(oci_config):
         yield server
 
 
+_MOTO = threading.RLock()
+
+
+def _one_call_at_a_time(client):
+    """`client` with its API calls serialized. moto's in-memory S3 is not safe across threads: a PUT
+    over a key closes the old object's buffer, so a GET of that key in flight in another thread fails
+    with "I/O operation on closed file", where real S3 (and ObjectBackend's contract) gives the old
+    object or the new. moto runs under the GIL anyway, so this costs the tests no parallelism."""
+    make_api_call = client._make_api_call  # what every operation and paginator page goes through
+
+    def locked(*args, **kwargs):
+        with _MOTO:
+            return make_api_call(*args, **kwargs)
+
+    client._make_api_call = locked
+    return client
+
+
 def make_backend(kind: str, request, tmp_path):
     """A fresh backend of `kind`; S3 and OCI ones keep their mocks alive until the test ends."""
     if kind == "local":
@@ -57,7 +76,7 @@ def make_backend(kind: str, request, tmp_path):
         mock = moto.mock_aws()
         mock.start()
         request.addfinalizer(mock.stop)
-        client = boto3.client("s3", region_name="us-east-1")
+        client = _one_call_at_a_time(boto3.client("s3", region_name="us-east-1"))
         client.create_bucket(Bucket="vols")
         return S3Backend("vols", "fabric", client=client)
     server = request.getfixturevalue("oci_server")

@@ -291,18 +291,58 @@ def test_gate_shares_and_excludes():
 # --- and with real threads -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("grace_s", [0, 600])
-def test_commits_racing_a_sweep_loop_never_lose_a_block(backend, clock, grace_s):
+def test_commits_racing_a_sweep_loop_never_lose_a_block(backend, clock, grace_s, monkeypatch):
     """Writers commit files drawn from a few shared contents (so blocks keep going unreferenced and
-    coming back) while GC runs in a loop; a checker asserts, atomically with commits and sweeps, that
-    every block HEAD references exists. With grace 0 a commit may fail cleanly and is retried; with
-    a grace period no commit fails."""
+    coming back) while GC runs in a loop. Right after every deletion (for a batch of blocks, inside
+    the sweep, which still holds the volume's lock and gate) and after every commit, a check asserts
+    that HEAD's manifest and every block it references exist: deleting is the only way an object goes and committing the
+    only way HEAD moves, so the invariant is checked everywhere it could break. With grace 0 a commit
+    may fail cleanly and is retried; with a grace period no commit fails.
+
+    The check takes no lock: HEAD only grows, so a HEAD read the same before and after the checks was
+    that version throughout them. (A checker thread looping on the volume's lock starved commits and
+    sweeps: a thread that releases a threading.Lock and takes it again at once nearly always gets it
+    back first, and on moto a run took minutes.)"""
     store = VolumeStore(backend, clock=clock)
     store.get_or_create("v", True)
     policy = GcPolicy(keep_versions=0, retention_s=0, grace_s=grace_s)
     clock.advance(1000)  # every block is "old" when stored: only claims and pins protect one
     contents = [b"alpha", b"beta", b"gamma", b"delta"]
-    rounds = 25 if type(backend).__name__ == "LocalBackend" else 8
+    rounds = 25 if type(backend).__name__ == "LocalBackend" else 10
     done, errors, failures, last = threading.Event(), [], [], {}
+    checks, sweeps = [], []  # appended to (atomic) from several threads
+
+    def check_head() -> None:
+        while True:
+            version = store.head("v")
+            stored = store.read_manifest("v", version) if version else {"files": {}}
+            lost = [(path, h) for path, entry in (stored or {"files": {}})["files"].items()
+                    for h in entry["blocks"] if not backend.exists(f"vol/v/b/{h}")]
+            if store.head("v") == version:
+                break
+        assert stored is not None, f"HEAD's manifest (version {version}) was deleted"
+        assert not lost, f"HEAD (version {version}) lost blocks: " + ", ".join(f"{p}: {h[:12]}" for p, h in lost)
+        checks.append(version)
+
+    inside = threading.local()
+
+    def checked(delete):
+        """`delete` or `delete_many`, then the check (once: the base delete_many calls delete per key)."""
+        def wrapper(keys) -> None:
+            if getattr(inside, "delete", False):
+                return delete(keys)
+            keys = keys if isinstance(keys, str) else list(keys)
+            inside.delete = True
+            try:
+                delete(keys)
+            finally:
+                inside.delete = False
+            if keys:
+                check_head()
+        return wrapper
+
+    monkeypatch.setattr(backend, "delete", checked(backend.delete))
+    monkeypatch.setattr(backend, "delete_many", checked(backend.delete_many))
 
     def writer(w: int) -> None:
         rng = random.Random(w)
@@ -322,6 +362,7 @@ def test_commits_racing_a_sweep_loop_never_lose_a_block(backend, clock, grace_s)
                             raise
                         failures.append(w)
                 last[w] = data
+                check_head()
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -331,32 +372,26 @@ def test_commits_racing_a_sweep_loop_never_lose_a_block(backend, clock, grace_s)
                 clock.advance(0.5)
                 for result in store.collect(policy):
                     assert not result.error, result.error
+                    sweeps.append(result.blocks_freed)
         except Exception as exc:  # noqa: BLE001
             errors.append(exc)
 
-    def checker() -> None:
-        try:
-            while not done.is_set():
-                with store._lock("v"):
-                    _, files = store.manifest("v")
-                    for path, entry in files.items():
-                        for h in entry["blocks"]:
-                            assert backend.exists(f"vol/v/b/{h}"), f"HEAD's {path} lost block {h[:12]}"
-        except Exception as exc:  # noqa: BLE001
-            errors.append(exc)
-
-    writers = [threading.Thread(target=writer, args=(w,)) for w in range(3)]
-    others = [threading.Thread(target=sweeper), threading.Thread(target=checker)]
-    for t in writers + others:
+    writers = [threading.Thread(target=writer, args=(w,), daemon=True) for w in range(3)]
+    sweep = threading.Thread(target=sweeper, daemon=True)
+    for t in writers + [sweep]:
         t.start()
+    deadline = time.monotonic() + 45
     for t in writers:
-        t.join(120)
+        t.join(max(0.0, deadline - time.monotonic()))
     done.set()
-    for t in others:
-        t.join(60)
-    assert not errors, errors
+    sweep.join(15)
+    assert not [t for t in writers + [sweep] if t.is_alive()], "writers or sweeper still running after 45 s"
+    if errors:
+        raise errors[0]  # with the thread's traceback
     if grace_s:
         assert not failures
+    assert sweeps and len(checks) >= 3 * rounds, (len(sweeps), len(checks))  # each writer checks after each commit
     store.collect(policy)
+    check_head()
     for w, data in last.items():
         assert store.read_file("v", f"w{w}") == data
