@@ -68,6 +68,45 @@ def test_garbage_goes_in_batches(backend, clock, monkeypatch):
     assert [len(b) for b in batches if b] == [7, 7, 6] and _blocks(backend) == set()
 
 
+def test_a_long_sweep_lets_uploads_and_commits_in_between_its_batches(backend, clock, monkeypatch):
+    """Deleting in batches must not hold the volume for the whole sweep: an upload and a commit that
+    arrive during it finish before it does (locks are not fair: the sweep pauses between batches)."""
+    if type(backend).__name__ != "LocalBackend":
+        pytest.skip("ordering only: the local backend shows it")
+    store = VolumeStore(backend, clock=clock)
+    store.get_or_create("v", True)
+    store.put_blocks("v", [b"garbage %d" % i for i in range(60)])
+    clock.advance(10)
+    monkeypatch.setattr(backend, "delete_batch", 5)
+    real = backend.delete_many
+    started = threading.Event()
+
+    def slow_delete_many(keys):
+        started.set()
+        time.sleep(0.02)
+        real(keys)
+
+    monkeypatch.setattr(backend, "delete_many", slow_delete_many)
+    events = []
+
+    def sweep():
+        store.collect(AGGRESSIVE)
+        events.append("sweep done")
+
+    def write():
+        started.wait(10)
+        store.commit("v", [_put(store, "v", "f", b"written during the sweep")], [])
+        events.append("commit done")
+
+    threads = [threading.Thread(target=sweep), threading.Thread(target=write)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert events == ["commit done", "sweep done"]
+    assert store.read_file("v", "f") == b"written during the sweep"
+
+
 def test_dry_run_reports_the_same_and_deletes_nothing(backend, clock):
     store = VolumeStore(backend, clock=clock)
     store.get_or_create("v", True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
@@ -188,6 +189,10 @@ def _leases(store: "VolumeStore", policy: GcPolicy, name: str, objects: dict, no
     return leased, expired
 
 
+# Between two batches of deletes, waiting uploads and commits get the volume (see _sweep).
+BATCH_PAUSE_S = 0.01
+
+
 def _sweep(store: "VolumeStore", policy: GcPolicy, name: str, garbage: list[str], head: int, reachable: set[str],
            stop: Optional[threading.Event]) -> set[str]:
     """Deletes `garbage` in batches, each rechecked alone at the volume's lock and gate; returns what went."""
@@ -208,6 +213,10 @@ def _sweep(store: "VolumeStore", policy: GcPolicy, name: str, garbage: list[str]
             batch = [d for d in garbage[i:i + size] if d not in reachable and d not in spared]
             store.backend.delete_many(store._key(name, "b", d) for d in batch)
             freed.update(batch)
+        if i + size < len(garbage):
+            # Locks are not fair: without a pause the sweep would take them straight back, and
+            # uploads and commits waiting on this volume would wait for the whole sweep.
+            time.sleep(BATCH_PAUSE_S)
     return freed
 
 
