@@ -129,6 +129,7 @@ class Ledger:
         usd = charge.usd
         if charge.kind == "container":
             self._add(("app", charge.app), usd)
+            self._add(("app", f"{charge.workspace}/{charge.app}"), usd)  # an app name is per workspace
             self._add(("workspace", charge.workspace), usd)
             if charge.host_workspace:
                 self._add(("hosted", charge.host_workspace), usd)
@@ -159,16 +160,19 @@ class Ledger:
 
     # ------------------------------------------------------------- reading
     def spend(self, *, app: str | None = None, workspace: str | None = None) -> float:
-        """USD spent so far, running charges included: an `app`'s containers; a `workspace`'s
-        containers plus the idle rest of the machines launched for it; with neither, every machine."""
+        """USD spent so far, running charges included: an `app`'s containers (in every workspace, or
+        in `workspace` when given too); a `workspace`'s containers plus the idle rest of the machines
+        launched for it; with neither, every machine."""
         now = self.clock()
 
         def running(c: Charge) -> float:
             return max(0.0, now - c.started_at) * c.price_per_hour / 3600
 
         if app is not None:
-            return self._spent.get(("app", app), 0.0) + sum(
-                running(c) for c in self.open.values() if c.kind == "container" and c.app == app)
+            key = app if workspace is None else f"{workspace}/{app}"
+            return self._spent.get(("app", key), 0.0) + sum(
+                running(c) for c in self.open.values()
+                if c.kind == "container" and c.app == app and (workspace is None or c.workspace == workspace))
         if workspace is None:
             return self._spent.get(("all", ""), 0.0) + sum(running(c) for c in self.open.values() if c.kind == "instance")
         total = (self._spent.get(("workspace", workspace), 0.0) + self._spent.get(("instances", workspace), 0.0)

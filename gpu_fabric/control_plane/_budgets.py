@@ -14,7 +14,8 @@ __all__ = ["BudgetGuard", "Budgets", "workspace_of"]
 class Budgets:
     """USD limits on launching: `total` over every machine the fabric launched (`--budget`);
     `workspaces` per workspace over its containers plus the idle rest of the machines launched for
-    it (`--workspace-budget`); `apps` per app name over its containers (`--app-budget`)."""
+    it (`--workspace-budget`); `apps` per app name over its containers, in each workspace on its own
+    (`--app-budget`: the same name in two workspaces is two apps with a budget each)."""
 
     total: float | None = None
     workspaces: dict = field(default_factory=dict)
@@ -35,7 +36,7 @@ class BudgetGuard:
         self.budgets, self.ledger, self.scheduler, self.clock = budgets, ledger, scheduler, clock
         self._said: set[tuple] = set()  # (scope, what, app_id): the event is in the app's log
         self._over_at = -math.inf
-        self._over: tuple[set, set] = (set(), set())  # workspaces, app names at their budget (refreshed each second)
+        self._over: tuple[set, set] = (set(), set())  # workspaces, (workspace, app name) at their budget (refreshed each second)
 
     def stop(self, fleet, fn, decide: Callable) -> bool:
         """True when a budget over `fn` is reached; the first time for its app and that budget,
@@ -51,8 +52,8 @@ class BudgetGuard:
             limits.append(("workspace", f"--workspace-budget {workspace}=USD", f"workspace {workspace!r}",
                            float(self.budgets.workspaces[workspace]), lambda: self.ledger.spend(workspace=workspace)))
         if app_name in self.budgets.apps:
-            limits.append(("app", f"--app-budget {app_name}=USD", f"app {app_name!r}", float(self.budgets.apps[app_name]),
-                           lambda: self.ledger.spend(app=app_name)))
+            limits.append(("app", f"--app-budget {app_name}=USD", f"app {app_name!r} of workspace {workspace!r}",
+                           float(self.budgets.apps[app_name]), lambda: self.ledger.spend(app=app_name, workspace=workspace)))
         for scope, option, what, limit, spend in limits:
             spent = spend()
             if spent >= limit:
@@ -74,17 +75,22 @@ class BudgetGuard:
         if now - self._over_at >= 1.0:
             self._over_at = now
             self._over = ({w for w, usd in self.budgets.workspaces.items() if self.ledger.spend(workspace=w) >= float(usd)},
-                          {a for a, usd in self.budgets.apps.items() if self.ledger.spend(app=a) >= float(usd)})
+                          {(w, a) for a, usd in self.budgets.apps.items() for w in self._workspaces(fleet)
+                           if self.ledger.spend(app=a, workspace=w) >= float(usd)})
         workspaces, apps = self._over
         if not workspaces and not apps:
             return None
         app = fleet.apps.get(fn.app_id)
-        if app is not None and app.name in apps:
-            return lambda launch: launch.app_id == fn.app_id
         workspace = workspace_of(fleet, fn.app_id)
+        if app is not None and (workspace, app.name) in apps:
+            return lambda launch: launch.app_id == fn.app_id
         if workspace in workspaces:
             return lambda launch: launch.workspace == workspace
         return None
+
+    @staticmethod
+    def _workspaces(fleet) -> set:
+        return {workspace_of(fleet, app_id) for app_id in fleet.apps} or {DEFAULT_WORKSPACE}
 
     def place(self, fn, allowed: Callable | None, launches: Iterable):
         """The scheduler's placement for `fn`, leaving out the registered `launches` that `allowed`

@@ -206,6 +206,27 @@ def test_a_workspace_at_its_budget_stops_launching_for_it_only():
     assert fleet.queued() + fleet.running() + fleet.completed == 8
 
 
+def test_an_app_budget_counts_each_workspace_on_its_own():
+    clock = SimClock()
+    aws = _cloud("aws", clock)
+    fleet = SimFleet(clock, [aws], budgets=Budgets(apps={"trainer": 0.5}), idle_window_s=10_000, max_launches_per_tick=1)
+    mine = fleet.add_function("train-a", _spec(("H100", 8)), duration_s=3600, app="trainer", workspace="a",
+                              app_id="ap-a-trainer")
+    theirs = fleet.add_function("train-b", _spec(("H100", 8)), duration_s=3600, app="trainer", workspace="b",
+                                app_id="ap-b-trainer")
+    fleet.submit(mine, 2)
+    _run(fleet, 900, dt=30)
+    assert fleet.ledger.spend(app="trainer", workspace="a") >= 0.5 > fleet.ledger.spend(app="trainer", workspace="b")
+    before = len(aws.launch_calls)
+    fleet.submit(mine, 2)
+    fleet.submit(theirs, 2)
+    _run(fleet, 900, dt=30)
+    launched_for = [r.labels["gpufabric-app"] for r in aws.launch_calls[before:]]
+    assert launched_for and set(launched_for) == {"ap-b-trainer"}  # b's "trainer" is another app
+    budget_lines = [line for line in fleet.logs if "budget" in line]
+    assert len(budget_lines) == 1 and "app 'trainer' of workspace 'a'" in budget_lines[0], budget_lines
+
+
 def test_workspace_spend_is_its_containers_plus_the_idle_rest_of_its_machines():
     from gpu_fabric.providers.base import Offering
 

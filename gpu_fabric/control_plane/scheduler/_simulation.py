@@ -94,8 +94,9 @@ class SimFleet:
                 self.requeued += 1
 
     # ----------------------------------------------------------------------- driving
-    def add_function(self, name: str, spec, *, duration_s: float, app: str = "app", workspace: str = "main") -> SimFunction:
-        app_id = "ap-" + app
+    def add_function(self, name: str, spec, *, duration_s: float, app: str = "app", workspace: str = "main",
+                     app_id: str = "") -> SimFunction:
+        app_id = app_id or "ap-" + app
         self.apps.setdefault(app_id, SimApp(app, workspace=workspace))
         fn = SimFunction("fu-" + name, app_id, name, spec, duration_s)
         self.functions[fn.function_id] = fn
