@@ -51,6 +51,9 @@ class GpuFabricStepHandler(StepHandler):
         self._env = dict(env)
         self._calls: dict[tuple[str, str], Any] = {}
         self._outcomes: dict[tuple[str, str], Any] = {}
+        self._reported: set[tuple[str, str]] = set()
+        self._runs: dict[tuple[str, str], tuple[Any, Any]] = {}  # (instance, run) to report usage to
+        self._watchers: dict[tuple[str, str], threading.Thread] = {}
         self._lock = threading.Lock()
 
     @property
@@ -74,10 +77,14 @@ class GpuFabricStepHandler(StepHandler):
         function = self._pool.get(run_dagster_step, options)
         call = function.spawn(compressed, env)
         key = (run_id, step_key)
+        watcher = threading.Thread(target=self._watch, args=(key, call), name=f"gpufabric-step-{step_key}", daemon=True)
         with self._lock:
             self._calls[key] = call
             self._outcomes.pop(key, None)
-        threading.Thread(target=self._watch, args=(key, call), name=f"gpufabric-step-{step_key}", daemon=True).start()
+            self._reported.discard(key)
+            self._runs[key] = (step_handler_context.instance, step_handler_context.dagster_run)
+            self._watchers[key] = watcher
+        watcher.start()
         described = ", ".join(f"{k}={v}" for k, v in sorted(options.items()) if v is not None) or "default resources"
         yield DagsterEvent.step_worker_starting(
             step_handler_context.get_step_context(step_key),
@@ -103,6 +110,10 @@ class GpuFabricStepHandler(StepHandler):
                 return CheckStepHealthResult.healthy()
             outcome = self._outcomes[key]
             call = self._calls[key]
+            report = key not in self._reported
+            self._reported.add(key)
+        if report:
+            self._report_usage(step_handler_context.instance, step_handler_context.dagster_run, step_key, call)
         if isinstance(outcome, BaseException):
             return CheckStepHealthResult.unhealthy(
                 f"the gpu-fabric call {call.object_id} of step {step_key} failed: {type(outcome).__name__}: {outcome}"
@@ -113,6 +124,46 @@ class GpuFabricStepHandler(StepHandler):
                 "see its compute logs"
             )
         return CheckStepHealthResult.healthy()
+
+    @staticmethod
+    def _report_usage(instance: Any, dagster_run: Any, step_key: str, call: Any) -> None:
+        """Once a step's call has ended: what the fabric billed for it, as an engine event of the
+        step (`gpu_fabric/gpu_seconds`, `/cost_usd`, `/container_seconds`, `/gpu`, `/call_id`)."""
+        from dagster._core.events import EngineEventData
+
+        from ._resource import _usage_of, usage_metadata
+
+        usage = _usage_of(call, None)
+        if usage is None:
+            return
+        metadata = {"gpu_fabric/call_id": call.object_id, **usage_metadata(usage)}
+        try:
+            instance.report_engine_event(
+                f"gpu-fabric billed step {step_key}: {usage.gpu_seconds:.1f} GPU-seconds, ${usage.usd:.4f} "
+                f"({usage.seconds:.1f} container-seconds)",
+                dagster_run, EngineEventData(metadata=metadata), step_key=step_key)
+        except Exception as exc:  # noqa: BLE001 - the run's outcome matters more than this event
+            import warnings
+
+            warnings.warn(f"gpu-fabric: could not report the usage of step {step_key}: {exc}", stacklevel=2)
+
+    def report_finished(self, wait_s: float = 10.0) -> None:
+        """Report the usage of every launched step not reported yet (steps finish faster than the
+        health checks notice): at the end of the run, waiting up to `wait_s` for calls to end."""
+        import time
+
+        deadline = time.monotonic() + wait_s
+        with self._lock:
+            pending = [(key, self._watchers.get(key)) for key in self._calls if key not in self._reported]
+        for key, watcher in pending:
+            if watcher is not None:
+                watcher.join(max(0.0, deadline - time.monotonic()))
+            with self._lock:
+                if key not in self._outcomes or key in self._reported:
+                    continue
+                self._reported.add(key)
+                call, (instance, run) = self._calls[key], self._runs[key]
+            self._report_usage(instance, run, key[1], call)
 
     def terminate_step(self, step_handler_context: StepHandlerContext) -> Iterator[DagsterEvent]:
         step_key = self._step_key(step_handler_context)
@@ -136,7 +187,10 @@ class _GpuFabricExecutor(StepDelegatingExecutor):
         finally:
             handler = self._step_handler
             if isinstance(handler, GpuFabricStepHandler):
-                handler.close()
+                try:
+                    handler.report_finished()
+                finally:
+                    handler.close()
 
 
 @executor(
@@ -164,7 +218,9 @@ def gpu_fabric_executor(init_context: Any) -> StepDelegatingExecutor:
     from a file or module), a persistent Dagster instance (DAGSTER_HOME) that the containers can
     reach (the same machine, or PostgreSQL storage for remote workers), and an IO manager whose
     storage both sides share (the filesystem IO manager on a shared disk, or an object store).
-    Per-step resources come from op/asset tags: {"gpu_fabric/gpu": "A100"}.
+    Per-step resources come from op/asset tags: {"gpu_fabric/gpu": "A100"}. When a step's call
+    ends, an engine event of the step carries what the fabric billed for it (`gpu_fabric/gpu_seconds`,
+    `gpu_fabric/cost_usd`, `gpu_fabric/container_seconds`, `gpu_fabric/gpu`).
     """
     config = init_context.executor_config
     if config.get("url") and not config.get("token"):

@@ -34,6 +34,15 @@ def test_job_steps_run_on_the_fabric_with_per_step_gpus(tmp_path):
         assert {e.step_key for e in starting} == {"produce", "on_gpu"}
         gpu_event = [e for e in starting if e.step_key == "on_gpu"][0]
         assert gpu_event.event_specific_data.metadata["gpu_fabric/gpu"].value == "A100"
+        # What the fabric billed for each step arrives as an engine event of that step.
+        logged = [entry.dagster_event for entry in instance.all_logs(result.run_id) if entry.dagster_event]
+        billed = {e.step_key: e.event_specific_data.metadata for e in logged
+                  if e.event_type_value == "ENGINE_EVENT" and "gpu_fabric/gpu_seconds" in (e.event_specific_data.metadata or {})}
+        assert set(billed) == {"produce", "on_gpu"}, billed
+        on_gpu = billed["on_gpu"]
+        assert on_gpu["gpu_fabric/gpu"].value.startswith("A100") and on_gpu["gpu_fabric/gpu_seconds"].value > 0
+        assert on_gpu["gpu_fabric/container_seconds"].value >= on_gpu["gpu_fabric/gpu_seconds"].value / 8
+        assert billed["produce"]["gpu_fabric/gpu_seconds"].value == 0 and "gpu_fabric/gpu" not in billed["produce"]
 
 
 def test_failing_step_fails_the_run_with_the_remote_error(tmp_path):
