@@ -1,4 +1,4 @@
-"""examples/dagster_assets.py: it validates, its schedule evaluates, and its assets materialize."""
+"""examples/dagster/definitions.py: it validates, its schedule evaluates, and its assets materialize."""
 from __future__ import annotations
 
 import importlib.util
@@ -10,12 +10,12 @@ import pytest
 from dagster import DagsterInstance, build_schedule_context, materialize
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-EXAMPLE = os.path.join(ROOT, "examples", "dagster_assets.py")
+EXAMPLE = os.path.join(ROOT, "examples", "dagster", "definitions.py")
 
 
 @pytest.fixture(scope="module")
 def example():
-    spec = importlib.util.spec_from_file_location("dagster_assets_example", EXAMPLE)
+    spec = importlib.util.spec_from_file_location("dagster_definitions_example", EXAMPLE)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)

@@ -1,8 +1,8 @@
 """Dagster definitions whose GPU work runs on gpu-fabric: a resource, a Pipes asset, an executor.
 
     pip install -e '.[dagster]'
-    dagster definitions validate -f examples/dagster_assets.py
-    dagster dev -f examples/dagster_assets.py        # then materialize from the UI
+    dagster definitions validate -f examples/dagster/definitions.py
+    dagster dev -f examples/dagster/definitions.py        # then materialize from the UI
 
 With GPUFABRIC_URL/GPUFABRIC_TOKEN set, calls go to that fabric; unset, an embedded fabric starts
 on this machine. EXAMPLE_GPU=A100 asks for a GPU (the fabric needs a worker with one;
