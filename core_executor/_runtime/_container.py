@@ -18,6 +18,7 @@ from gpu_fabric.proto import client_pb2_grpc, common_pb2, worker_pb2, worker_pb2
 
 from .._stream import StreamCaller
 from . import _io, _preemption, _warm
+from ._signals import call_on_signals
 from ._blobs import BlobIO
 from ._env import apply_secret_env
 from ._inputs import POLL_TIMEOUT_S, InputRunner, Running, failure_result
@@ -298,11 +299,12 @@ class ContainerRuntime(InputRunner):
         except BaseException as exc:  # noqa: BLE001 - shutting down regardless
             _log_runtime(f"exit methods failed: {exc!r}")
 
-    def _on_sigterm(self, signum: int, frame: Any) -> None:
-        # The worker stops a container with SIGTERM (app stopped, scale-down): @exit runs first.
+    def _on_sigterm(self) -> None:
+        # The worker stops a container with SIGTERM (app stopped, scale-down): @exit runs first, on
+        # the signal thread, while the main thread goes on with the input it was running.
         self._stop_service()
         self._flush_streams()
-        # The unary RPC, not the stream: the interrupted main thread may be mid-exchange on it.
+        # The unary RPC, not the stream: the main thread may be mid-exchange on it.
         request = worker_pb2.ContainerExchangeRequest(
             container_id=self.container_id, outputs=self._take_outputs(), logs=self.logs.drain(), ready=True
         )
@@ -409,7 +411,7 @@ class ContainerRuntime(InputRunner):
                 return 0
             threading.Thread(target=self._background, name="gpufabric-flusher", daemon=True).start()
             if self._service.has_exit and threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGTERM, self._on_sigterm)
+                call_on_signals(self._on_sigterm, (signal.SIGTERM,))
             if self._spec.batch_max_size > 0:
                 self._loop_batched(self._spec.batch_max_size)
             elif self._spec.max_concurrent_inputs > 1:

@@ -5,8 +5,7 @@ import logging
 import os
 import signal
 import sys
-import threading
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import click
 
@@ -49,6 +48,8 @@ def worker_command(
     hostname: Optional[str] = None,
 ) -> None:
     """Run a worker agent that starts containers for the control plane at URL."""
+    from core_executor._runtime._signals import call_on_signals
+
     from ._agent import WorkerAgent, WorkerError
     from ._gpus import GpuDiscoveryError
 
@@ -66,38 +67,12 @@ def worker_command(
     except (WorkerError, GpuDiscoveryError) as exc:
         raise click.UsageError(str(exc)) from None
 
-    stop_on_signals(agent.stop, (signal.SIGTERM, signal.SIGINT))
+    call_on_signals(agent.stop, (signal.SIGTERM, signal.SIGINT))
     try:
         agent.run()
     except WorkerError as exc:
         click.echo(f"gpufabric worker: {exc}", err=True)
         sys.exit(1)
-
-
-def stop_on_signals(stop: Callable[[], None], signals: Sequence[int]) -> None:
-    """Calls `stop` from a thread of its own when one of `signals` arrives (main thread only).
-
-    Not from a Python signal handler: handlers run in the main thread between bytecodes, so one that
-    takes a lock (`Event.set` does) deadlocks when it interrupts the holder of that lock, its own
-    earlier run included. A worker started by `serve` gets its SIGTERM once per thread of its dying
-    parent (the kernel re-sends PR_SET_PDEATHSIG each time it reparents), so that happens. The C
-    handler only writes the signal number to a pipe (`signal.set_wakeup_fd`); the thread reads it.
-    """
-    read_fd, write_fd = os.pipe()
-    os.set_blocking(write_fd, False)
-    signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-    for signum in signals:
-        signal.signal(signum, lambda *_: None)  # a Python handler, so the C one writes to the pipe
-    wanted = {int(s) for s in signals}
-
-    def watch() -> None:
-        while True:
-            received = os.read(read_fd, 64)
-            if not received or wanted.intersection(received):
-                stop()
-                return
-
-    threading.Thread(target=watch, name="gpufabric-signals", daemon=True).start()
 
 
 def run_worker(argv: Optional[Sequence[str]] = None) -> None:

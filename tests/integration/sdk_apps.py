@@ -52,6 +52,29 @@ class Counter:
 
 
 @app.cls()
+class Chatty:
+    """Prints without pause until stopped; its @exit prints too (both want the same stream's lock)."""
+
+    log_path: str = fabric.parameter()
+
+    @fabric.method()
+    def chatter(self, seconds: float) -> int:
+        with open(self.log_path, "a") as f:
+            f.write("started\n")
+        lines, end = 0, time.monotonic() + seconds
+        while time.monotonic() < end:
+            print("chatter " * 20)
+            lines += 1
+        return lines
+
+    @fabric.exit()
+    def teardown(self):
+        print("exit: stopping")
+        with open(self.log_path, "a") as f:
+            f.write("exit\n")
+
+
+@app.cls()
 class BrokenEnter:
     @fabric.enter()
     def setup(self):

@@ -42,6 +42,21 @@ def test_class_methods_share_one_instance_and_enter_runs_once(fabric_env, tmp_pa
     assert lines.count("enter") == 1 and lines.count("exit") == 1
 
 
+def test_exit_runs_when_the_fabric_stops_a_container_that_is_printing(new_fabric, tmp_path):
+    """SIGTERM lands mid-print and @exit prints too: it runs on a thread of its own, not inside the
+    interrupted print (where it waited on the print's lock until the worker's SIGKILL)."""
+    log = tmp_path / "exit.log"
+    fab = new_fabric("--workers", "1")
+    with sdk_apps.app.run():
+        sdk_apps.Chatty(log_path=str(log)).chatter.spawn(60)
+        assert _wait_for(lambda: log.exists() and log.read_text() == "started\n")
+        time.sleep(1)  # printing
+    # The stopped app lets the running input go on; stopping the fabric stops the container:
+    # SIGTERM, then SIGKILL after a grace period.
+    fab.stop()
+    assert log.read_text() == "started\nexit\n"
+
+
 def test_parameters_get_their_own_containers(fabric_env):
     with sdk_apps.app.run():
         a = sdk_apps.Counter(start=10)

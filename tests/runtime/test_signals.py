@@ -1,4 +1,4 @@
-"""The worker's SIGTERM/SIGINT handling: `stop` never runs inside the main thread's own locks."""
+"""SIGTERM handling of workers and containers: `stop` never runs inside the main thread's own locks."""
 from __future__ import annotations
 
 import os
@@ -12,7 +12,7 @@ import time
 # Event's and Queue's locks: a signal handler that called `stop` itself would wait on its own thread.
 CHILD = textwrap.dedent("""
     import sys, threading, time
-    from gpu_fabric.worker._main import stop_on_signals
+    from core_executor._runtime._signals import call_on_signals
 
     lock, stopped = threading.Lock(), []
 
@@ -21,7 +21,7 @@ CHILD = textwrap.dedent("""
             stopped.append(True)
 
     if sys.argv[1] == "thread":
-        stop_on_signals(stop, (15, 2))
+        call_on_signals(stop, (15, 2))
     else:  # what the worker did before
         import signal
         signal.signal(15, lambda *_: stop())
