@@ -25,6 +25,9 @@ PATH_PREFIX = "/ep/"
 INLINE_LIMIT = 2 * 1024 * 1024
 # How long a request may wait for its container to start, on top of the function's timeout.
 START_GRACE_S = 300.0
+# How much of a body over the limit is read and dropped before the 413 (see read_body).
+DISCARD_BYTES = 64 * 1024 * 1024
+DISCARD_S = 10.0
 
 
 @dataclass
@@ -133,9 +136,16 @@ class BodyTooLarge(Exception):
 
 
 async def read_body(scope, receive, limit: int) -> bytes:
-    """The whole request body; BodyTooLarge as soon as it is known to be over `limit`."""
+    """The whole request body; BodyTooLarge once it is known to be over `limit`.
+
+    A body over the limit is still read and dropped, up to DISCARD_BYTES more, before BodyTooLarge:
+    a client that writes its whole request before reading the answer (urllib, requests) then gets
+    the 413 instead of a broken pipe from a connection closed under it (nginx's lingering close).
+    """
     for name, value in scope.get("headers", []):
         if name == b"content-length" and value.isdigit() and int(value) > limit:
+            if int(value) <= limit + DISCARD_BYTES:
+                await _discard_body(receive, DISCARD_BYTES)
             raise BodyTooLarge()
     parts, size = [], 0
     while True:
@@ -145,10 +155,27 @@ async def read_body(scope, receive, limit: int) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
+            if message.get("more_body", False):
+                await _discard_body(receive, limit + DISCARD_BYTES - size)
             raise BodyTooLarge()
         parts.append(chunk)
         if not message.get("more_body", False):
             return b"".join(parts)
+
+
+async def _discard_body(receive, budget: int) -> None:
+    """Reads and drops the rest of the request body: at most `budget` bytes, for DISCARD_S seconds."""
+    async def drain(budget: int) -> None:
+        while budget >= 0:
+            message = await receive()
+            if message["type"] == "http.disconnect" or not message.get("more_body", False):
+                return
+            budget -= len(message.get("body", b""))
+
+    try:
+        await asyncio.wait_for(drain(budget), DISCARD_S)
+    except asyncio.TimeoutError:
+        pass
 
 
 class EndpointProxy:

@@ -90,6 +90,13 @@ def test_body_over_the_limit_is_413(web_app):
     assert status == 413
 
 
+def test_a_client_that_writes_a_large_body_before_reading_gets_the_413(web_app):
+    """Far over the limit, more than the sockets buffer: the gateway reads the rest before it answers."""
+    for _ in range(3):
+        status, _, body = fetch(web_app.echo.get_web_url(), data=b"x" * (16 * MAX_BODY), headers={"Content-Type": "application/json"})
+        assert status == 413 and b"limit" in body
+
+
 def test_endpoint_token(web_app, web_fabric):
     url = web_app.private.get_web_url()
     assert fetch(url)[0] == 401
