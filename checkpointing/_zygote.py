@@ -51,6 +51,13 @@ if config.get("warmup"):
     getattr(importlib.import_module(module), func)(*args)
 handoff = config.get("handoff")
 if handoff:
+    # Fork once, to nobody: libraries that start worker threads at import (OpenBLAS in numpy and
+    # scipy: cores - 1 each) stop them in their fork handlers, so the image holds one thread, not
+    # dozens that every restore would rebuild and no forked child would ever see.
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
     # Snapshot point: no socket is open. A CRIU dump happens while we wait here, and each copy
     # restored from it wakes up here too, reading its own hand-off from a new stdin pipe.
     sys.stdout.write("warm\n"); sys.stdout.flush()

@@ -29,6 +29,10 @@ def prepare(hello_path: str) -> None:
     from gpu_fabric.proto import worker_pb2
 
     from . import _container  # noqa: F401 - the runtime's own imports (grpc, protos) are warmed too
+    # grpc imports these on the first channel: 5-10 ms of every forked container otherwise. Importing
+    # them starts no thread (a channel does, so the container opens its own after the fork).
+    import grpc._channel  # noqa: F401
+    import grpc.experimental  # noqa: F401
     from ._env import apply_secret_env
     from ._loader import load_definition
     from ._service import Service

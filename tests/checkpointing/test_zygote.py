@@ -59,3 +59,50 @@ def test_zygote_warm_up_runs_before_forks_and_its_failure_is_a_zygote_error(tmp_
         zygote.close()
     with pytest.raises(ZygoteError, match="warmmod.broken"):
         Zygote(env=env, warmup=("warmmod", "broken", []))
+
+
+def test_a_snapshot_zygote_is_dumped_with_one_thread_even_after_importing_numpy(tmp_path):
+    """OpenBLAS starts cores - 1 threads when numpy is imported. Forked children never see them,
+    but a CRIU image would carry them and every restore would rebuild them: the snapshot zygote
+    forks once before it says "warm", and OpenBLAS's fork handler stops them."""
+    import shutil
+    import subprocess
+    import sys
+
+    if not shutil.which("unshare") or os.geteuid() != 0:
+        pytest.skip("a snapshot zygote needs unshare and root (its own PID namespace)")
+    plain = subprocess.run([sys.executable, "-c", "import os, numpy; print(len(os.listdir('/proc/self/task')))"],
+                           capture_output=True, text=True, timeout=120)
+    if int(plain.stdout) < 2:
+        pytest.skip("numpy's OpenBLAS started no thread here (one core?): nothing to stop")
+    # A child's BLAS is as parallel as in a fresh process: OpenBLAS starts its threads again there.
+    (tmp_path / "blaschild.py").write_text(
+        "import os, sys, numpy\n"
+        "a = numpy.ones((600, 600))\n"
+        "for _ in range(3):\n"
+        "    a @ a\n"
+        "open(sys.argv[1], 'w').write(str(len(os.listdir('/proc/self/task'))))\n")
+    seen = []
+    zygote = Zygote(["numpy"], snapshot=True, wait=False, env=dict(os.environ, PYTHONPATH=str(tmp_path)))
+    try:
+        zygote.wait_ready(120, before_handoff=lambda z: seen.append(len(os.listdir(f"/proc/{z.pid}/task"))))
+        assert seen == [1]
+        child = zygote.spawn("blaschild", [str(tmp_path / "threads")], env=dict(os.environ, PYTHONPATH=str(tmp_path)))
+        assert child.wait(60) == 0
+        assert int((tmp_path / "threads").read_text()) == int(plain.stdout)
+    finally:
+        zygote.close()
+
+
+def test_dumps_ask_for_no_network_lock(tmp_path):
+    """The processes dumped hold no TCP connection, and a restore follows the lock written in the
+    image: with nftables, each restore spent 10-20 ms deleting a table that was never made."""
+    from checkpointing._criu import dump_tree
+
+    fake = tmp_path / "criu"
+    fake.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path / 'argv'}\n")
+    fake.chmod(0o755)
+    dump_tree(os.getpid(), str(tmp_path / "images"), criu=str(fake), leave_running=True)
+    argv = (tmp_path / "argv").read_text().split()
+    assert argv[:2] == ["dump", "-t"] and "--leave-running" in argv
+    assert argv[argv.index("--network-lock") + 1] == "skip"
