@@ -26,10 +26,21 @@ class CriuSupport:
     reason: str = ""
     path: str = ""
     version: tuple = ()
+    # Whether criu kept what it probed of the kernel (RUNDIR/criu.kdat) for its next runs. It does
+    # so only on a tmpfs; where it cannot, every dump and restore probes again (~25-40 ms).
+    kernel_cache: bool = True
+
+
+# Where criu keeps its kernel probe: RUNDIR, /run for distribution packages, /dev/shm where
+# scripts/install_criu.sh built it on a host whose /run is not a tmpfs.
+_KDAT_DIRS = ("/run", "/dev/shm")
 
 
 def detect_criu(criu: Optional[str] = None, *, timeout_s: float = 20.0) -> CriuSupport:
-    """Find criu, check its version is >= 4.1 and that `criu check` passes on this kernel."""
+    """Find criu, check its version is >= 4.1 and that `criu check` passes on this kernel.
+
+    `kernel_cache` False: criu could not keep its kernel probe between runs (its RUNDIR is not a
+    tmpfs), so each restore pays for probing the kernel again; see docs/volumes.md."""
     # GPUFABRIC_CRIU: a criu built from source and not installed (docs/volumes.md, Warm starts).
     path = criu or os.environ.get("GPUFABRIC_CRIU") or shutil.which("criu") or ""
     if not path:
@@ -51,7 +62,8 @@ def detect_criu(criu: Optional[str] = None, *, timeout_s: float = 20.0) -> CriuS
     if check.returncode != 0:
         tail = (check.stderr or check.stdout).strip().splitlines()[-1:] or ["criu check failed"]
         return CriuSupport(False, f"criu check failed: {tail[0]}", path, version)
-    return CriuSupport(True, "", path, version)
+    cached = any(os.path.exists(os.path.join(d, "criu.kdat")) for d in _KDAT_DIRS)  # `criu check` saves it
+    return CriuSupport(True, "", path, version, kernel_cache=cached)
 
 
 class CriuError(Exception):

@@ -119,6 +119,10 @@ class WarmStarts:
             else:
                 support = detect_criu()
             logger.info("CRIU snapshots of warm zygotes: %s", "on" if support.usable else f"off ({support.reason})")
+            if support.usable and not support.kernel_cache:
+                logger.warning("criu keeps no kernel probe between runs on this host (its RUNDIR is not a tmpfs): "
+                               "every restore probes the kernel again, ~25-40 ms; scripts/install_criu.sh builds "
+                               "criu with RUNDIR=/dev/shm where /run is not a tmpfs (docs/volumes.md)")
             self._criu = support
         return self._criu
 

@@ -43,6 +43,24 @@ def test_criu_detection_says_why():
     assert not detect_criu("/nonexistent/criu").usable
 
 
+@pytest.mark.parametrize("keeps", [True, False])
+def test_criu_detection_says_whether_criu_keeps_its_kernel_probe(tmp_path, monkeypatch, keeps):
+    """criu saves its kernel probe (criu.kdat) only on a tmpfs; where it cannot, every restore
+    probes again, and the worker says so in its log."""
+    from checkpointing import _criu
+
+    rundir = tmp_path / "run"
+    rundir.mkdir()
+    monkeypatch.setattr(_criu, "_KDAT_DIRS", (str(rundir),))
+    fake = tmp_path / "criu"
+    save = f"touch {rundir / 'criu.kdat'}" if keeps else "true"
+    fake.write_text(f'#!/bin/sh\nif [ "$1" = --version ]; then echo "Version: 4.1.1"; else {save}; fi\n')
+    fake.chmod(0o755)
+    support = detect_criu(str(fake))
+    assert support.usable and support.version == (4, 1)
+    assert support.kernel_cache is keeps
+
+
 def test_zygote_warm_up_runs_before_forks_and_its_failure_is_a_zygote_error(tmp_path):
     (tmp_path / "warmmod.py").write_text("import os\nSTATE = {}\ndef prepare(value):\n    STATE['value'] = value\n"
                                          "    STATE['pid'] = os.getpid()\ndef broken():\n    raise RuntimeError('no')\n")
