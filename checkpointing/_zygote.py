@@ -49,6 +49,11 @@ for name in config["preload"]:
 if config.get("warmup"):
     module, func, args = config["warmup"]
     getattr(importlib.import_module(module), func)(*args)
+# Everything imported so far lives as long as we do: out of the collector's sight (Python's advice
+# for fork servers), a child's full collections neither walk it (tens of ms with scipy loaded)
+# nor write its GC headers, which would copy each page of it into the child.
+import gc
+gc.freeze()
 handoff = config.get("handoff")
 if handoff:
     # Fork once, to nobody: libraries that start worker threads at import (OpenBLAS in numpy and

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import os
+import pathlib
+import shutil
+import tempfile
 import time
 
 import psutil
@@ -73,10 +76,14 @@ def _wait_log(fabric, text: str, timeout: float = 60.0) -> str:
 
 
 def test_an_idle_zygote_is_stopped_and_the_next_one_is_restored_from_its_criu_snapshot(
-        new_fabric, monkeypatch, tmp_path, capsys):
+        new_fabric, monkeypatch, tmp_path, capsys, request):
     _criu_or_skip()
     monkeypatch.setenv("GPUFABRIC_ZYGOTE_IDLE_S", "1")
     monkeypatch.setenv("GPUFABRIC_IMAGE_DIR", str(tmp_path / "images"))
+    # The worker's runtime dir, where it keeps images, goes here (short: zygote sockets live in it).
+    worker_tmp = tempfile.mkdtemp(prefix="gf-")
+    request.addfinalizer(lambda: shutil.rmtree(worker_tmp, ignore_errors=True))
+    monkeypatch.setenv("TMPDIR", worker_tmp)
     fabric = new_fabric("--workers", "1")
     from . import snap_apps as apps
 
@@ -88,10 +95,26 @@ def test_an_idle_zygote_is_stopped_and_the_next_one_is_restored_from_its_criu_sn
         # ...and the next container's zygote comes back from the snapshot, not a new warm-up.
         second = apps.Warm().where.remote()
         time.sleep(1.0)  # system log lines arrive with the log stream
+        out = capsys.readouterr()
+        said = out.out + out.err
+        assert "snapshot of the warm process stored" in said, said[-3000:]
+        assert "restored the warm process from its CRIU snapshot" in said, said[-3000:]
+        # The worker kept the images it dumped: restoring here fetched nothing from the image store.
+        assert "fetched the CRIU snapshot" not in said, said[-3000:]
+        # A worker without them (another one, or this one once they are gone) fetches them first.
+        _gone(second["host_pid"])
+        while fabric.tail(400_000).count("no container for 1s") < 2:
+            time.sleep(0.1)
+        kept = list(pathlib.Path(worker_tmp).glob("gpufabric-worker-*/zygotes/snapshots/*"))
+        assert len(kept) == 1, kept
+        shutil.rmtree(kept[0])
+        third = apps.Warm().where.remote()
+        time.sleep(1.0)
     out = capsys.readouterr()
     said = out.out + out.err
-    assert "snapshot of the warm process stored" in said, said[-3000:]
-    assert "restored the warm process from its CRIU snapshot" in said, said[-3000:]
+    assert "fetched the CRIU snapshot" in said and "restored the warm process from its CRIU snapshot" in said, \
+        said[-3000:]
+    assert third["answer"] == 42 and third["snap_host_pid"] == first["snap_host_pid"]
     assert first["answer"] == second["answer"] == 42
     # The restored zygote never ran the snap=True setup: its state (even the pid it recorded, of the
     # zygote that was dumped and has since been stopped) came with the snapshot.
