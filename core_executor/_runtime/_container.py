@@ -96,8 +96,10 @@ class ContainerRuntime(InputRunner):
         container_id: str,
         status_file: str = "",
         channel: Optional[grpc.Channel] = None,
+        hello_file: str = "",
     ) -> None:
         self.container_id = container_id
+        self._hello_file = hello_file
         from .._client import open_channel  # grpcs:// with GPUFABRIC_CA_BUNDLE
 
         self._channel = channel or open_channel(
@@ -108,6 +110,8 @@ class ContainerRuntime(InputRunner):
             ],
         )
         self._metadata = (("authorization", f"Bearer {token}"),)
+        if hello_file:  # no hello to ask for: connect while the code loads, for the first exchange
+            grpc.channel_ready_future(self._channel)
         self._stub = worker_pb2_grpc.FabricContainerStub(self._channel)
         self._stream = StreamCaller(self._stub.ContainerStream)
         self.blobs = BlobIO(client_pb2_grpc.FabricClientStub(self._channel), self._metadata)
@@ -231,7 +235,8 @@ class ContainerRuntime(InputRunner):
             )
 
     def _load(self) -> Optional[common_pb2.FunctionResult]:
-        hello = self._call_with_retry(
+        # A container forked from a zygote may find its hello handed over by the worker.
+        hello = _warm.handed_hello(self._hello_file) or self._call_with_retry(
             self._stub.ContainerHello,
             worker_pb2.ContainerHelloRequest(
                 container_id=self.container_id, python_version=python_version()
@@ -435,6 +440,7 @@ def main(environ: Mapping[str, str] = os.environ) -> None:
             token=environ.get("GPUFABRIC_TOKEN", ""),
             container_id=environ["GPUFABRIC_CONTAINER_ID"],
             status_file=environ.get("GPUFABRIC_STATUS_FILE", ""),
+            hello_file=environ.get(_warm.HELLO_FILE_ENV, ""),
         )
         code = runtime.run()
     except KeyError as exc:

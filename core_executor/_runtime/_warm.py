@@ -6,11 +6,14 @@ import os
 import sys
 from typing import Any, Optional
 
-__all__ = ["START_KIND_ENV", "prepare", "start_kind", "take"]
+__all__ = ["HELLO_FILE_ENV", "START_KIND_ENV", "handed_hello", "prepare", "start_kind", "take"]
 
 # Set by the worker in a forked container's environment: "fork_server", or "cold" for the one
 # container that waited for the zygote's warm-up (it paid the whole import anyway).
 START_KIND_ENV = "GPUFABRIC_START_KIND"
+# Set by the worker when it fetched this container's ContainerHello already (while its zygote was
+# made): a 0600 file the runtime reads and removes instead of asking the control plane again.
+HELLO_FILE_ENV = "GPUFABRIC_HELLO_FILE"
 
 _prepared: Optional[tuple[bytes, Any, Any]] = None  # (definition bytes, Service, module)
 
@@ -45,6 +48,23 @@ def prepare(hello_path: str) -> None:
     service = Service(target, hello.definition, hello.spec)
     service.start(asyncio.run, snap_only=True)
     _prepared = (_definition_key(hello.definition), service, module)
+
+
+def handed_hello(path: str) -> Optional[Any]:
+    """The ContainerHello the worker handed over in `path` (see HELLO_FILE_ENV), removed once read;
+    None when there is none or it cannot be read (the runtime then asks the control plane)."""
+    if not path:
+        return None
+    from gpu_fabric.proto import worker_pb2
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        os.unlink(path)  # it carries the secrets' values
+        return worker_pb2.ContainerHelloResponse.FromString(data)
+    except Exception as exc:  # noqa: BLE001 - asking again is always correct
+        sys.__stderr__.write(f"[gpufabric runtime] cannot read the hello the worker handed over ({exc}); asking\n")
+        return None
 
 
 def take(hello: Any) -> Optional[tuple[Any, Any]]:

@@ -139,6 +139,7 @@ class Fleet:
                     gpu_indices=placement.gpu_indices, spec=fn.spec,
                     # A container's token can only do container things, in its app's workspace.
                     container_token=self.tokens.container_token(self.apps[fn.app_id].workspace) if self.tokens else self.token,
+                    definition_digest=fn.definition_digest,
                 )
             )
         )

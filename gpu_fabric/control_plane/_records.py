@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,6 +84,16 @@ class FunctionRec:
     last_reason_logged: str = ""
     # Wakes exchanges of @batched functions that are filling a batch.
     input_notifier: Notifier = field(default_factory=Notifier)
+
+    @property
+    def definition_digest(self) -> str:
+        """SHA-256 (hex) of the definition, deterministically serialized; computed once per definition."""
+        cached = self.__dict__.get("_digest")
+        if cached is None or cached[0] is not self.definition:
+            data = self.definition.SerializeToString(deterministic=True)
+            cached = (self.definition, hashlib.sha256(data).hexdigest())
+            self.__dict__["_digest"] = cached
+        return cached[1]
 
     @property
     def bound(self) -> bool:

@@ -81,20 +81,22 @@ class WorkerGetAssignmentsRequest(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ...) -> None: ...
 
 class ContainerAssignment(_message.Message):
-    __slots__ = ("container_id", "function_id", "app_id", "gpu_indices", "spec", "container_token")
+    __slots__ = ("container_id", "function_id", "app_id", "gpu_indices", "spec", "container_token", "definition_digest")
     CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
     FUNCTION_ID_FIELD_NUMBER: _ClassVar[int]
     APP_ID_FIELD_NUMBER: _ClassVar[int]
     GPU_INDICES_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    DEFINITION_DIGEST_FIELD_NUMBER: _ClassVar[int]
     container_id: str
     function_id: str
     app_id: str
     gpu_indices: _containers.RepeatedScalarFieldContainer[int]
     spec: _common_pb2.FunctionSpec
     container_token: str
-    def __init__(self, container_id: _Optional[str] = ..., function_id: _Optional[str] = ..., app_id: _Optional[str] = ..., gpu_indices: _Optional[_Iterable[int]] = ..., spec: _Optional[_Union[_common_pb2.FunctionSpec, _Mapping]] = ..., container_token: _Optional[str] = ...) -> None: ...
+    definition_digest: str
+    def __init__(self, container_id: _Optional[str] = ..., function_id: _Optional[str] = ..., app_id: _Optional[str] = ..., gpu_indices: _Optional[_Iterable[int]] = ..., spec: _Optional[_Union[_common_pb2.FunctionSpec, _Mapping]] = ..., container_token: _Optional[str] = ..., definition_digest: _Optional[str] = ...) -> None: ...
 
 class WorkerAssignment(_message.Message):
     __slots__ = ("start", "stop_container_id", "stop_grace_s")

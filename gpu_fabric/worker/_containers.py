@@ -356,7 +356,8 @@ class ContainerManager:
         from ._warm import fork_container
 
         try:
-            return fork_container(zygote[0], env, cwd, zygote[1])
+            return fork_container(zygote[0], env, cwd, zygote[1], hello=self._warm.take_hello(assignment),
+                                  hello_path=os.path.join(self._runtime_dir, assignment.container_id, "hello"))
         except (ZygoteError, OSError) as exc:
             logger.warning("container %s: warm start failed: %s; starting cold", assignment.container_id, exc)
             self._system_log(assignment, f"warm start failed: {exc}; starting cold\n")

@@ -66,14 +66,50 @@ class _Entry:
     reason: str = ""
     first_kind: str = "cold"  # how the container that waited for the zygote starts: cold or snapshot
     waiters: list = field(default_factory=list)
+    # The ContainerHello the worker fetched for the container that made this zygote: handed to it
+    # (take_hello), so it need not ask again.
+    first_hello: Optional[tuple[str, worker_pb2.ContainerHelloResponse]] = None
 
 
-def snapshot_key(function_id: str, definition: bytes, python: str) -> str:
-    """The store ref of a function's snapshot: per function (so per workspace), code and interpreter."""
+def definition_digest(definition: Any) -> str:
+    """SHA-256 (hex) of a FunctionDefinition, as the control plane sends it in ContainerAssignment."""
+    return hashlib.sha256(definition.SerializeToString(deterministic=True)).hexdigest()
+
+
+def snapshot_key(function_id: str, definition_digest: str, python: str) -> str:
+    """The store ref of a function's snapshot: per function (so per workspace), code (the digest of
+    its definition) and interpreter."""
     digest = hashlib.sha256()
-    for part in (function_id.encode(), definition, os.path.abspath(python).encode(), sys.version.encode()):
+    for part in (function_id.encode(), definition_digest.encode(), os.path.abspath(python).encode(),
+                 sys.version.encode()):
         digest.update(len(part).to_bytes(8, "big") + part)
     return f"snapshot-v{SNAPSHOT_FORMAT}-{digest.hexdigest()[:40]}"
+
+
+class _Fetch:
+    """A call run on a thread of its own; `result()` waits for it (and raises what it raised)."""
+
+    def __init__(self, fn: Callable[[], Any], name: str) -> None:
+        self._done = threading.Event()
+        self._value: Any = None
+        self._error: Optional[BaseException] = None
+
+        def run() -> None:
+            try:
+                self._value = fn()
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits
+                self._error = exc
+            finally:
+                self._done.set()
+
+        threading.Thread(target=run, name=name, daemon=True).start()
+
+    def result(self, timeout: float = 60.0) -> Any:
+        if not self._done.wait(timeout):
+            raise TimeoutError("ContainerHello did not answer in time")
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 class WarmStarts:
@@ -95,6 +131,7 @@ class WarmStarts:
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
         self._channel: Any = None
+        self._channel_lock = threading.Lock()
         self._criu: Optional[CriuSupport] = None
         self.idle_s = idle_s if idle_s is not None else float(
             os.environ.get("GPUFABRIC_ZYGOTE_IDLE_S", DEFAULT_ZYGOTE_IDLE_S))
@@ -152,7 +189,7 @@ class WarmStarts:
                                  name=f"gpufabric-zygote-{key}", daemon=True).start()
             else:
                 try:
-                    entry.zygote = self._new_zygote(assignment, env, snapshot=False)
+                    entry.zygote = self._new_zygote(assignment, env, snapshot=False, entry=entry)
                 except Exception as exc:  # noqa: BLE001 - any trouble here means a cold start
                     launch(None, f"cannot start a fork-server zygote: {exc}")
                     return
@@ -167,6 +204,15 @@ class WarmStarts:
                 return
         self._launch(entry, launch, first)
 
+    def take_hello(self, assignment: worker_pb2.ContainerAssignment) -> Optional[worker_pb2.ContainerHelloResponse]:
+        """The ContainerHello fetched for this container while its zygote was made (once; else None)."""
+        with self._lock:
+            entry = self._entries.get(assignment.function_id)
+            if entry is None or entry.first_hello is None or entry.first_hello[0] != assignment.container_id:
+                return None
+            hello, entry.first_hello = entry.first_hello[1], None
+        return hello
+
     @staticmethod
     def _launch(entry: _Entry, launch: Launch, first: bool) -> None:
         if entry.state == "ready":
@@ -175,8 +221,11 @@ class WarmStarts:
             launch(None, entry.reason)
 
     def _new_zygote(self, assignment: worker_pb2.ContainerAssignment, env: dict[str, str], *, snapshot: bool,
-                    hello: Optional[worker_pb2.ContainerHelloResponse] = None) -> Zygote:
+                    hello: Optional[worker_pb2.ContainerHelloResponse] = None,
+                    entry: Optional[_Entry] = None) -> Zygote:
         hello = hello or self._hello(assignment)
+        if entry is not None:
+            entry.first_hello = (assignment.container_id, hello)
         os.makedirs(self._dir, mode=0o700, exist_ok=True)
         fd, path = tempfile.mkstemp(prefix="hello-", dir=self._dir)  # 0600: it holds the secrets' values
         with os.fdopen(fd, "wb") as f:
@@ -187,10 +236,11 @@ class WarmStarts:
 
     def _hello(self, assignment: worker_pb2.ContainerAssignment) -> worker_pb2.ContainerHelloResponse:
         # Read-only on the control plane: the container's own hello after the fork gets the same.
-        if self._channel is None:
-            from core_executor._client import open_channel
+        with self._channel_lock:
+            if self._channel is None:
+                from core_executor._client import open_channel
 
-            self._channel = open_channel(self._url, [("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+                self._channel = open_channel(self._url, [("grpc.max_receive_message_length", 64 * 1024 * 1024)])
         stub = worker_pb2_grpc.FabricContainerStub(self._channel)
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
         return stub.ContainerHello(
@@ -221,13 +271,17 @@ class WarmStarts:
         """Restore the function's zygote from its snapshot, or warm one up and snapshot it."""
         criu = self.snapshot_support().path
         timeout_s = assignment.spec.startup_timeout_s or DEFAULT_WARMUP_TIMEOUT_S
-        try:
-            hello = self._hello(assignment)
-        except Exception as exc:  # noqa: BLE001
-            self._finish(entry, "failed", f"cannot start a fork-server zygote: {exc}")
-            return
-        key = snapshot_key(assignment.function_id, hello.definition.SerializeToString(deterministic=True),
-                           self._python)
+        # The assignment names the code by its digest: the restore starts at once, while the
+        # definition (needed for a warm-up, and by the container) is fetched beside it.
+        hello = _Fetch(lambda: self._hello(assignment), f"gpufabric-hello-{assignment.container_id}")
+        digest = assignment.definition_digest
+        if not digest:  # a control plane that does not send it
+            try:
+                digest = definition_digest(hello.result().definition)
+            except Exception as exc:  # noqa: BLE001
+                self._finish(entry, "failed", f"cannot start a fork-server zygote: {exc}")
+                return
+        key = snapshot_key(assignment.function_id, digest, self._python)
         try:
             zygote = self._restore(key, criu, note)
         except Exception as exc:  # noqa: BLE001 - a failed restore is a cold start, said aloud
@@ -235,7 +289,16 @@ class WarmStarts:
             zygote = None
         if zygote is not None:
             entry.zygote, entry.first_kind = zygote, "snapshot"
+            try:
+                entry.first_hello = (assignment.container_id, hello.result(10.0))
+            except Exception as exc:  # noqa: BLE001 - the container asks for itself
+                logger.info("container %s will fetch its own hello: %s", assignment.container_id, exc)
             self._finish(entry, "ready", "")
+            return
+        try:
+            hello = hello.result()
+        except Exception as exc:  # noqa: BLE001
+            self._finish(entry, "failed", f"cannot start a fork-server zygote: {exc}")
             return
         dumped: dict = {}
 
@@ -248,7 +311,7 @@ class WarmStarts:
                 note(f"cannot snapshot the warm process (fork-server starts go on): {exc}\n")
 
         try:
-            entry.zygote = self._new_zygote(assignment, env, snapshot=True, hello=hello)
+            entry.zygote = self._new_zygote(assignment, env, snapshot=True, hello=hello, entry=entry)
             entry.zygote.wait_ready(timeout_s, before_handoff=dump)
             logger.info("fork-server zygote %d warm in %.2fs", entry.zygote.pid, entry.zygote.warmup_s)
             self._finish(entry, "ready", "")
@@ -370,12 +433,22 @@ class WarmStarts:
             self._channel.close()
 
 
-def fork_container(zygote: Zygote, env: dict[str, str], cwd: str, kind: str) -> ForkedProcess:
-    """Fork one container from `zygote`: its stdout/stderr are pipes, as for a cold Popen."""
-    from core_executor._runtime._warm import START_KIND_ENV
+def fork_container(zygote: Zygote, env: dict[str, str], cwd: str, kind: str,
+                   hello: Optional[worker_pb2.ContainerHelloResponse] = None,
+                   hello_path: str = "") -> ForkedProcess:
+    """Fork one container from `zygote`: its stdout/stderr are pipes, as for a cold Popen.
+
+    `hello`: the container's ContainerHello, already fetched; it is written to `hello_path` (0600:
+    it holds the secrets' values) for the container to read instead of asking the control plane."""
+    from core_executor._runtime._warm import HELLO_FILE_ENV, START_KIND_ENV
 
     # The runtime dies with its parent, which is the zygote here (and the zygote with the agent).
     env = dict(env, GPUFABRIC_AGENT_PID=str(zygote.children_parent_pid), **{START_KIND_ENV: kind})
+    if hello is not None and hello_path:
+        fd = os.open(hello_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(hello.SerializeToString())
+        env[HELLO_FILE_ENV] = hello_path
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     null = os.open(os.devnull, os.O_RDONLY)

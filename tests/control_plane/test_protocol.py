@@ -1,6 +1,7 @@
 """The control plane over real gRPC, driven by raw protocol calls (client, worker and container roles)."""
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 
@@ -116,6 +117,11 @@ def test_invoke_starts_a_container_and_returns_the_output(plane):
     t.start()
     assignment = _next_assignment(plane, wid)
     assert assignment.start.function_id == fid
+    # The assignment names the code the container will load (workers key warm-start snapshots by it).
+    hello = plane.container.ContainerHello(
+        worker_pb2.ContainerHelloRequest(container_id=assignment.start.container_id), metadata=plane.md)
+    assert assignment.start.definition_digest == hashlib.sha256(
+        hello.definition.SerializeToString(deterministic=True)).hexdigest()
     container = FakeContainer(plane, assignment.start.container_id)
     container.thread.start()
     t.join(10)
@@ -124,6 +130,38 @@ def test_invoke_starts_a_container_and_returns_the_output(plane):
     assert output.attempts == 1
     container.stop.set()
     container.thread.join(5)
+
+
+def test_the_definition_digest_follows_a_redeploy(plane):
+    """Same function, new code: its next container's assignment names the new definition."""
+    wid = _register_worker(plane)
+    app_id, fid = _app_and_function(plane)
+    spec = common_pb2.FunctionSpec(name="square")
+    digests = []
+    for code in (b"x", b"y"):
+        definition = common_pb2.FunctionDefinition(kind=common_pb2.FunctionDefinition.KIND_SERIALIZED,
+                                                   pickled_function=code)
+        assert plane.client.FunctionCreate(client_pb2.FunctionCreateRequest(app_id=app_id, spec=spec, definition=definition),
+                                           metadata=plane.md).function_id == fid
+        plane.client.FunctionMap(client_pb2.FunctionMapRequest(function_id=fid, kind=client_pb2.CALL_KIND_MAP,
+                                                               inputs=[_input(2)]), metadata=plane.md)
+        start = _next_assignment(plane, wid).start
+        hello = plane.container.ContainerHello(worker_pb2.ContainerHelloRequest(container_id=start.container_id),
+                                               metadata=plane.md)
+        assert hello.definition.pickled_function == code
+        assert start.definition_digest == hashlib.sha256(
+            hello.definition.SerializeToString(deterministic=True)).hexdigest()
+        digests.append(start.definition_digest)
+        container = FakeContainer(plane, start.container_id)  # runs the input, so none is left to re-queue
+        container.thread.start()
+        deadline = time.monotonic() + 10
+        while not container.seen and time.monotonic() < deadline:
+            time.sleep(0.02)
+        container.stop.set()
+        container.thread.join(5)
+        plane.worker.WorkerContainerExited(worker_pb2.WorkerContainerExitedRequest(
+            worker_id=wid, container_id=start.container_id, exit_code=0), metadata=plane.md)
+    assert digests[0] != digests[1]
 
 
 def test_map_outputs_by_cursor_and_retries(plane):

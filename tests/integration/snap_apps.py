@@ -31,7 +31,9 @@ class Warm:
     def where(self):
         return {"snap_pid": self.snap_pid, "snap_host_pid": self.snap_host_pid, "host_pid": _host_pid(),
                 "enter_pid": self.enter_pid, "pid": os.getpid(),
-                "ppid": os.getppid(), "answer": self.table["answer"], "at": time.time()}
+                "ppid": os.getppid(), "answer": self.table["answer"], "at": time.time(),
+                # Set where the worker handed over this container's hello (read and removed at start).
+                "hello_file": os.environ.get("GPUFABRIC_HELLO_FILE", "")}
 
 
 @app.function(enable_memory_snapshot=True, scaledown_window=1, cpu=0.25)

@@ -33,6 +33,9 @@ def test_fork_server_forks_each_container_from_the_warmed_zygote(new_fabric):
         doubled = apps.warm_function.remote(21)
     assert doubled["twice"] == 42 and doubled["pid"] != doubled["ppid"]
     assert len({s["host_pid"] for s in seen}) == 3, seen
+    # The first container waited for the warm-up and took the hello fetched for it; the others ask.
+    assert seen[0]["hello_file"] and not os.path.exists(seen[0]["hello_file"]), seen
+    assert not seen[1]["hello_file"] and not seen[2]["hello_file"], seen
     for s in seen:
         # snap=True setup ran once, in the zygote, which is every container's parent; the other
         # @enter ran in the container itself.
@@ -120,6 +123,8 @@ def test_an_idle_zygote_is_stopped_and_the_next_one_is_restored_from_its_criu_sn
     # zygote that was dumped and has since been stopped) came with the snapshot.
     assert second["snap_host_pid"] == first["snap_host_pid"], (first, second)
     assert second["host_pid"] != first["host_pid"]
+    # The container that waited for the restore got the hello the worker had fetched meanwhile.
+    assert second["hello_file"] and not os.path.exists(second["hello_file"]), second
     assert second["snap_pid"] == first["snap_pid"] == second["ppid"] == 1, (first, second)  # PID 1 of its namespace
     assert "snapshot start" in fabric.tail(400_000)
 

@@ -315,3 +315,32 @@ def test_runtime_exits_when_its_agent_is_already_gone(fabric, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "core_executor._runtime"], env=env, cwd=tmp_path, timeout=30)
     assert proc.returncode == 1
     assert fabric.hello_seen.empty()
+
+
+@pytest.mark.parametrize("handed", ["good", "unreadable"])
+def test_a_hello_handed_over_by_the_worker_is_used_once_and_removed(fabric, tmp_path, handed):
+    """A container forked from a zygote finds the ContainerHello the worker fetched for it (with the
+    secrets' values) in a 0600 file: it reads it, removes it and asks the control plane nothing; a
+    file it cannot read makes it ask as usual."""
+    from core_executor._runtime._warm import HELLO_FILE_ENV
+
+    def add(x):
+        return x + int(os.environ["HANDED_SECRET"])
+
+    fabric.add_container("c1", serialized_definition(add), name="add")
+    hello = fabric.hellos["c1"]
+    hello.secret_env["HANDED_SECRET"] = "100"
+    path = tmp_path / "hello"
+    path.write_bytes(hello.SerializeToString() if handed == "good" else b"\xff not a hello")
+    env = fabric.container_env("c1")
+    env[HELLO_FILE_ENV] = str(path)
+    proc = subprocess.Popen([sys.executable, "-m", "core_executor._runtime"], env=env, cwd=str(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    fabric.put_input("c1", make_input(1, input_id="in-1"))
+    assert decode_value(fabric.wait_output()) == 101
+    assert _finish(fabric, proc) == 0
+    assert not path.exists()
+    asked = fabric.hello_seen.qsize()
+    assert asked == (0 if handed == "good" else 1)
+    if handed != "good":
+        assert b"cannot read the hello the worker handed over" in proc.stderr.read()
