@@ -31,6 +31,12 @@ from typing import IO, Any, Mapping, Optional, Sequence
 __all__ = ["Zygote", "ZygoteError", "ZygoteProcess"]
 
 
+# A unix socket's path must fit sun_path (108 bytes with its NUL on Linux); zygotes whose own
+# directory is deeper than that put theirs in a private (0700) directory under /tmp instead.
+_MAX_SOCKET_PATH = 107
+_SHORT_DIR = "/tmp"
+
+
 class ZygoteError(Exception):
     """The zygote could not start or fork; start the process cold instead."""
 
@@ -284,6 +290,10 @@ class Zygote:
                  _restored: Optional[_RestoredProcess] = None) -> None:
         self._dir = tempfile.mkdtemp(prefix="gpufabric-zygote-", dir=directory)
         self.path = os.path.join(self._dir, "sock")
+        if len(os.fsencode(self.path)) > _MAX_SOCKET_PATH:  # a deep runtime dir: a unix socket cannot live there
+            os.rmdir(self._dir)
+            self._dir = tempfile.mkdtemp(prefix="gpufabric-zygote-", dir=_SHORT_DIR)
+            self.path = os.path.join(self._dir, "sock")
         self._preload = list(preload)
         self._warmup = ".".join(warmup[:2]) if warmup else None
         self._ready = False

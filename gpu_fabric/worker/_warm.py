@@ -10,6 +10,7 @@ compatible host. Any failure along the way starts cold and says so in the app's 
 """
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import logging
@@ -86,30 +87,19 @@ def snapshot_key(function_id: str, definition_digest: str, python: str) -> str:
     return f"snapshot-v{SNAPSHOT_FORMAT}-{digest.hexdigest()[:40]}"
 
 
-class _Fetch:
-    """A call run on a thread of its own; `result()` waits for it (and raises what it raised)."""
+def _in_background(fn: Callable[[], Any], name: str) -> concurrent.futures.Future:
+    """`fn()` on a daemon thread of its own (it never holds up the agent's exit), as a Future."""
+    future: concurrent.futures.Future = concurrent.futures.Future()
 
-    def __init__(self, fn: Callable[[], Any], name: str) -> None:
-        self._done = threading.Event()
-        self._value: Any = None
-        self._error: Optional[BaseException] = None
-
-        def run() -> None:
+    def run() -> None:
+        if future.set_running_or_notify_cancel():
             try:
-                self._value = fn()
+                future.set_result(fn())
             except BaseException as exc:  # noqa: BLE001 - handed to whoever waits
-                self._error = exc
-            finally:
-                self._done.set()
+                future.set_exception(exc)
 
-        threading.Thread(target=run, name=name, daemon=True).start()
-
-    def result(self, timeout: float = 60.0) -> Any:
-        if not self._done.wait(timeout):
-            raise TimeoutError("ContainerHello did not answer in time")
-        if self._error is not None:
-            raise self._error
-        return self._value
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
 
 
 class WarmStarts:
@@ -273,11 +263,11 @@ class WarmStarts:
         timeout_s = assignment.spec.startup_timeout_s or DEFAULT_WARMUP_TIMEOUT_S
         # The assignment names the code by its digest: the restore starts at once, while the
         # definition (needed for a warm-up, and by the container) is fetched beside it.
-        hello = _Fetch(lambda: self._hello(assignment), f"gpufabric-hello-{assignment.container_id}")
+        fetching = _in_background(lambda: self._hello(assignment), f"gpufabric-hello-{assignment.container_id}")
         digest = assignment.definition_digest
         if not digest:  # a control plane that does not send it
             try:
-                digest = definition_digest(hello.result().definition)
+                digest = definition_digest(fetching.result(60.0).definition)
             except Exception as exc:  # noqa: BLE001
                 self._finish(entry, "failed", f"cannot start a fork-server zygote: {exc}")
                 return
@@ -290,13 +280,13 @@ class WarmStarts:
         if zygote is not None:
             entry.zygote, entry.first_kind = zygote, "snapshot"
             try:
-                entry.first_hello = (assignment.container_id, hello.result(10.0))
+                entry.first_hello = (assignment.container_id, fetching.result(10.0))
             except Exception as exc:  # noqa: BLE001 - the container asks for itself
                 logger.info("container %s will fetch its own hello: %s", assignment.container_id, exc)
             self._finish(entry, "ready", "")
             return
         try:
-            hello = hello.result()
+            hello = fetching.result(60.0)
         except Exception as exc:  # noqa: BLE001
             self._finish(entry, "failed", f"cannot start a fork-server zygote: {exc}")
             return

@@ -42,6 +42,23 @@ def test_children_do_not_collect_or_copy_what_the_zygote_imported(tmp_path):
     assert int(frozen) > 5 * int(tracked) > 0, (frozen, tracked)
 
 
+def test_a_zygote_in_a_directory_too_deep_for_a_unix_socket_still_starts(tmp_path):
+    """sun_path holds 108 bytes: a runtime dir deeper than that (a long TMPDIR) must not turn every
+    warm start into a cold one."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    (tmp_path / "childmod.py").write_text("print('forked')\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    with Zygote(["json"], env=env, directory=str(deep)) as zygote:
+        assert len(os.fsencode(zygote.path)) <= 107
+        assert os.stat(os.path.dirname(zygote.path)).st_mode & 0o777 == 0o700
+        out = tmp_path / "out"
+        with open(out, "wb") as f:
+            assert zygote.spawn("childmod", env=env, stdout=f.fileno()).wait(10) == 0
+        assert out.read_text() == "forked\n"
+    assert not os.path.exists(zygote.path)
+
+
 def test_zygote_reports_a_signal_and_bad_preload(tmp_path):
     (tmp_path / "sleeper.py").write_text("import time\ntime.sleep(30)\n")
     env = dict(os.environ, PYTHONPATH=str(tmp_path))

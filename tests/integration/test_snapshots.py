@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import os
-import pathlib
 import shutil
-import tempfile
 import time
 
 import psutil
@@ -79,14 +77,14 @@ def _wait_log(fabric, text: str, timeout: float = 60.0) -> str:
 
 
 def test_an_idle_zygote_is_stopped_and_the_next_one_is_restored_from_its_criu_snapshot(
-        new_fabric, monkeypatch, tmp_path, capsys, request):
+        new_fabric, monkeypatch, tmp_path, capsys):
     _criu_or_skip()
     monkeypatch.setenv("GPUFABRIC_ZYGOTE_IDLE_S", "1")
     monkeypatch.setenv("GPUFABRIC_IMAGE_DIR", str(tmp_path / "images"))
-    # The worker's runtime dir, where it keeps images, goes here (short: zygote sockets live in it).
-    worker_tmp = tempfile.mkdtemp(prefix="gf-")
-    request.addfinalizer(lambda: shutil.rmtree(worker_tmp, ignore_errors=True))
-    monkeypatch.setenv("TMPDIR", worker_tmp)
+    # The worker's runtime dir, where it keeps images, goes here (deep: zygote sockets go elsewhere).
+    worker_tmp = tmp_path / "tmp"
+    worker_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(worker_tmp))
     fabric = new_fabric("--workers", "1")
     from . import snap_apps as apps
 
@@ -108,7 +106,7 @@ def test_an_idle_zygote_is_stopped_and_the_next_one_is_restored_from_its_criu_sn
         _gone(second["host_pid"])
         while fabric.tail(400_000).count("no container for 1s") < 2:
             time.sleep(0.1)
-        kept = list(pathlib.Path(worker_tmp).glob("gpufabric-worker-*/zygotes/snapshots/*"))
+        kept = list(worker_tmp.glob("gpufabric-worker-*/zygotes/snapshots/*"))
         assert len(kept) == 1, kept
         shutil.rmtree(kept[0])
         third = apps.Warm().where.remote()
