@@ -70,6 +70,7 @@ class _Entry:
     # The ContainerHello the worker fetched for the container that made this zygote: handed to it
     # (take_hello), so it need not ask again.
     first_hello: Optional[tuple[str, worker_pb2.ContainerHelloResponse]] = None
+    digest: str = ""  # of the definition the zygote loaded ("" when the control plane does not say)
 
 
 def definition_digest(definition: Any) -> str:
@@ -126,6 +127,8 @@ class WarmStarts:
         self.idle_s = idle_s if idle_s is not None else float(
             os.environ.get("GPUFABRIC_ZYGOTE_IDLE_S", DEFAULT_ZYGOTE_IDLE_S))
         self._reaper: Optional[threading.Thread] = None
+        # Zygotes of code since redeployed: stopped once their last container has ended.
+        self._retired: list[Zygote] = []
         self._closed = threading.Event()
 
     @staticmethod
@@ -162,16 +165,27 @@ class WarmStarts:
         """
         note = note or (lambda text: None)
         key = assignment.function_id
+        redeployed = False
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None and entry.state == "ready" and not entry.zygote.alive():
                 self._entries.pop(key, None)  # it died (or was stopped as idle): make a new one
                 entry = None
+            if (entry is not None and entry.state != "warming" and entry.digest and assignment.definition_digest
+                    and entry.digest != assignment.definition_digest):
+                # New code (a redeploy): a new zygote; the old one goes once its containers have.
+                self._entries.pop(key, None)
+                if entry.zygote is not None:
+                    self._retired.append(entry.zygote)
+                entry, redeployed = None, True
             if entry is not None and entry.zygote is not None:
                 entry.zygote.touch()
+        if redeployed:
+            logger.info("function %s has new code: a new fork-server zygote", key)
+            note("the function's code changed: warming a new process for warm starts\n")
         first = entry is None
         if entry is None:
-            entry = _Entry()
+            entry = _Entry(digest=assignment.definition_digest)
             if self.snapshot_support().usable:
                 with self._lock:
                     self._entries[key] = entry
@@ -271,6 +285,7 @@ class WarmStarts:
             except Exception as exc:  # noqa: BLE001
                 self._finish(entry, "failed", f"cannot start a fork-server zygote: {exc}")
                 return
+        entry.digest = digest
         key = snapshot_key(assignment.function_id, digest, self._python)
         try:
             zygote = self._restore(key, criu, note)
@@ -398,12 +413,19 @@ class WarmStarts:
             self.reap_idle()
 
     def reap_idle(self) -> list[str]:
-        """Stop the zygotes with no container for `idle_s` seconds; returns their function ids."""
+        """Stop the zygotes with no container for `idle_s` seconds, and those of redeployed code
+        with no container left; returns the function ids of the former."""
         with self._lock:
             idle = [(key, entry) for key, entry in self._entries.items()
                     if entry.state != "warming" and (entry.zygote is None or entry.zygote.idle_s() >= self.idle_s)]
             for key, _ in idle:
                 self._entries.pop(key, None)
+            done = [z for z in self._retired if z.idle_s() > 0 or not z.alive()]
+            self._retired = [z for z in self._retired if z not in done]
+        for zygote in done:
+            logger.info("stopping fork-server zygote %d: its code was redeployed and its containers have ended",
+                        zygote.pid)
+            zygote.close()
         for key, entry in idle:
             if entry.zygote is not None:
                 logger.info("stopping fork-server zygote %d of %s: no container for %.0fs", entry.zygote.pid, key,
@@ -416,6 +438,9 @@ class WarmStarts:
         self._closed.set()
         with self._lock:
             entries, self._entries = list(self._entries.values()), {}
+            retired, self._retired = self._retired, []
+        for zygote in retired:
+            zygote.close()
         for entry in entries:
             if entry.zygote is not None:
                 entry.zygote.close()

@@ -156,3 +156,46 @@ def test_a_snapshot_from_an_incompatible_host_is_not_restored(new_fabric, monkey
     assert second["twice"] == 4
     assert "this CPU lacks features the snapshot's CPU had: gpufabric_test_feature" in said, said[-3000:]
     assert "restored the warm process" not in said
+
+
+REDEPLOYED = '''
+import os
+import core_executor as fabric
+
+app = fabric.App("snap-redeploy")
+LOADED_IN = int(os.readlink("/proc/self"))  # the process that imported this code: the zygote, warm
+
+
+@app.function(enable_memory_snapshot=True, scaledown_window=1, cpu=0.25)
+def which():
+    return {{"version": "{version}", "loaded_in": LOADED_IN, "host_pid": int(os.readlink("/proc/self"))}}
+'''
+
+
+def test_a_redeploy_gets_a_new_zygote_with_the_new_code(new_fabric, tmp_path):
+    """Containers of redeployed code are forked from a zygote that loaded that code, not loaded
+    cold inside a fork of the old one; the old zygote goes once its containers have."""
+    import subprocess
+    import sys
+
+    import core_executor as fabric
+
+    new_fabric("--workers", "1")
+    gpufabric = os.path.join(os.path.dirname(sys.executable), "gpufabric")
+    app_file = tmp_path / "snap_redeploy.py"
+    seen = []
+    for version in ("v1", "v2"):
+        app_file.write_text(REDEPLOYED.format(version=version))
+        deployed = subprocess.run([gpufabric, "deploy", str(app_file)], capture_output=True, text=True, timeout=120)
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        got = fabric.Function.from_name("snap-redeploy", "which").remote()
+        assert got["version"] == version
+        # Imported by a zygote, before the fork: not by the container itself.
+        assert got["loaded_in"] != got["host_pid"], got
+        seen.append(got)
+        _gone(got["host_pid"])
+    assert seen[0]["loaded_in"] != seen[1]["loaded_in"], seen
+    deadline = time.monotonic() + 30  # the old zygote has no container left: it is stopped
+    while psutil.pid_exists(seen[0]["loaded_in"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not psutil.pid_exists(seen[0]["loaded_in"])
