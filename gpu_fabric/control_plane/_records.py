@@ -84,16 +84,16 @@ class FunctionRec:
     last_reason_logged: str = ""
     # Wakes exchanges of @batched functions that are filling a batch.
     input_notifier: Notifier = field(default_factory=Notifier)
+    # (definition, its digest): `definition_digest` computes it once per definition.
+    _digest: Any = field(default=None, repr=False, compare=False)
 
     @property
     def definition_digest(self) -> str:
         """SHA-256 (hex) of the definition, deterministically serialized; computed once per definition."""
-        cached = self.__dict__.get("_digest")
-        if cached is None or cached[0] is not self.definition:
+        if self._digest is None or self._digest[0] is not self.definition:
             data = self.definition.SerializeToString(deterministic=True)
-            cached = (self.definition, hashlib.sha256(data).hexdigest())
-            self.__dict__["_digest"] = cached
-        return cached[1]
+            self._digest = (self.definition, hashlib.sha256(data).hexdigest())
+        return self._digest[1]
 
     @property
     def bound(self) -> bool:
