@@ -182,14 +182,25 @@ class Engine(Fleet, Schedules):
         app.state = client_pb2.APP_STATE_STOPPED
         app.stopped_at = self.clock()
         self._save_app(app)
-        for fn in [f for f in self.functions.values() if f.app_id == app.app_id]:
-            for input_id in list(fn.queue):
-                rec = self.inputs.get(input_id)
-                if rec is not None and not rec.container_id:
-                    self._finish(rec, _result(S.RESULT_STATUS_TERMINATED, reason))
+        functions = {f.function_id: f for f in self.functions.values() if f.app_id == app.app_id}
+        # Every input not yet done ends now, as in Modal: queued ones, ones waiting to be retried,
+        # and running ones, whose containers are stopped (SIGTERM, so @exit runs, then SIGKILL
+        # after the grace period) rather than left to run, and bill, up to their timeout. What
+        # such a container still reports for its input is a late output, dropped.
+        busy: set[str] = set()
+        for rec in [r for r in self.inputs.values() if r.function_id in functions]:
+            if rec.container_id:
+                busy.add(rec.container_id)
+            self._finish(rec, _result(S.RESULT_STATUS_TERMINATED, reason))
+        for fn in functions.values():
             fn.queue.clear()
             for cid in list(fn.containers):
-                self._shutdown_container(self.containers[cid])
+                container = self.containers[cid]
+                if cid in busy:
+                    self.system_log(app.app_id, f"{fn.name}: {reason}: stopping container {cid}, which was running an input", fn.name)
+                    self._stop_container(container)
+                else:  # idle: it runs @exit and exits at once
+                    self._shutdown_container(container)
         self.flush()
         app.log_notifier.notify()
 
