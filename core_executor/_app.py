@@ -347,11 +347,17 @@ class App:
                      printer=printer)
 
     @contextlib.contextmanager
-    def run(self, *, client: "_client.Client | None" = None, show_logs: bool = True) -> Iterator["App"]:
+    def run(self, *, client: "_client.Client | None" = None, show_logs: bool = True,
+            detach: bool = False) -> Iterator["App"]:
         """Run the app ephemerally for the duration of the `with` block.
 
         Uses the fabric at GPUFABRIC_URL, or starts an embedded one on this machine when none is
-        configured. Functions' prints are streamed to this terminal as `[name] line`.
+        configured. Functions' prints are streamed to this terminal as `[name] line`. When the
+        block ends the app stops, and with it every input still queued or running.
+
+        `detach=True` (as `modal run --detach`): the app outlives this process instead, until its
+        inputs, spawned ones included, are done; `gpufabric app stop` stops it sooner. It needs a
+        long-lived fabric (GPUFABRIC_URL): an embedded one ends with this process.
         """
         if is_container():
             yield self  # the container runtime already runs the app; never start another
@@ -369,12 +375,16 @@ class App:
                 cfg = Config.from_env()
                 if cfg.url:
                     client = _client.get_client(cfg.url, cfg.token)
+                elif detach:
+                    raise InvalidError("app.run(detach=True) needs a long-lived fabric to outlive this process: "
+                                       "start one with `gpufabric serve` and set GPUFABRIC_URL (an embedded "
+                                       "fabric stops with this process)")
                 else:
                     client = _embedded.acquire(cfg.data_dir)
                     embedded = True
             client.hello()
             req = client.pb.AppCreateRequest(name=self.name or _default_app_name(), kind=_APP_KIND_EPHEMERAL,
-                                             description=self.description)
+                                             description=self.description, detach=detach)
             # An ephemeral app created twice by a retry dies of missing heartbeats.
             resp = client.call("AppCreate", req, timeout=30.0)
             app_id = self._app_id = resp.app_id
@@ -389,7 +399,10 @@ class App:
             self._running = False
             if heartbeat is not None:
                 heartbeat.stop()
-            if app_id and client is not None:
+            if app_id and detach:
+                print(f"[fabric] app {app_id} is detached: it runs until its inputs are done "
+                      f"(`gpufabric app stop {app_id}` stops it sooner)", file=sys.stderr)
+            elif app_id and client is not None:
                 try:
                     client.call("AppStop", client.pb.AppStopRequest(app_id=app_id), timeout=10.0)
                 except Exception as exc:  # noqa: BLE001 - the app still stops when heartbeats end

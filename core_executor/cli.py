@@ -184,10 +184,13 @@ def _call_entry(fn: Callable, kwargs: dict[str, Any]) -> Any:
 @click.argument("target")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.option("--quiet", "-q", is_flag=True, help="Do not stream the functions' logs.")
-def run(target: str, args: tuple[str, ...], quiet: bool) -> None:
+@click.option("--detach", is_flag=True,
+              help="Keep the app running after this command ends, until its inputs are done (needs GPUFABRIC_URL).")
+def run(target: str, args: tuple[str, ...], quiet: bool, detach: bool) -> None:
     """Run FILE[::NAME]: its local entrypoint (or NAME) inside an ephemeral app.
 
-    Extra arguments become the entrypoint's parameters: `gpufabric run hello.py --n 3`.
+    Extra arguments become the entrypoint's parameters: `gpufabric run hello.py --n 3`. The app
+    stops when the entrypoint returns, with whatever it left running, unless `--detach`.
     """
     path, name = split_target(target)
     module = import_target(path)
@@ -197,7 +200,7 @@ def run(target: str, args: tuple[str, ...], quiet: bool) -> None:
     kwargs = parse_entry_args(raw_f, list(args), prog)
     if kwargs is None:
         return
-    with app.run(show_logs=not quiet):
+    with app.run(show_logs=not quiet, detach=detach):
         if isinstance(runnable, LocalEntrypoint):
             _call_entry(runnable.raw_f, kwargs)
         else:
@@ -267,7 +270,7 @@ def resolve_app(client: Any, name_or_id: str, include_stopped: bool = True) -> A
 
 
 _KINDS = {1: "ephemeral", 2: "deployed"}
-_STATES = {1: "running", 2: "deployed", 3: "stopped"}
+_STATES = {1: "running", 2: "deployed", 3: "stopped", 4: "detached"}
 
 
 @app_group.command(name="list")

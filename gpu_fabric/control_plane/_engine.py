@@ -124,11 +124,15 @@ class Engine(Fleet, Schedules):
             self.functions[i.function_id].queue.append(i.input_id)
 
     # ------------------------------------------------------------------ apps
-    def create_app(self, name: str, kind: int) -> AppRec:
+    def create_app(self, name: str, kind: int, detach: bool = False) -> AppRec:
+        """A new app (a deployed app's next version for a redeploy). `detach`: an ephemeral app that
+        outlives its client, until its inputs are done (APP_STATE_DETACHED)."""
         if not name or len(name) > 64:
             raise FabricError("INVALID_ARGUMENT", "app name must be 1 to 64 characters")
         if kind not in (client_pb2.APP_KIND_EPHEMERAL, client_pb2.APP_KIND_DEPLOYED):
             raise FabricError("INVALID_ARGUMENT", "app kind must be EPHEMERAL or DEPLOYED")
+        if detach and kind != client_pb2.APP_KIND_EPHEMERAL:
+            raise FabricError("INVALID_ARGUMENT", "only an ephemeral app can be detached; a deployed app runs until stopped anyway")
         now = self.clock()
         if kind == client_pb2.APP_KIND_DEPLOYED:
             existing = self.deployed_app(name)
@@ -136,7 +140,8 @@ class Engine(Fleet, Schedules):
                 existing.version += 1
                 self._save_app(existing)
                 return existing
-        state = client_pb2.APP_STATE_DEPLOYED if kind == client_pb2.APP_KIND_DEPLOYED else client_pb2.APP_STATE_RUNNING
+        state = (client_pb2.APP_STATE_DEPLOYED if kind == client_pb2.APP_KIND_DEPLOYED
+                 else client_pb2.APP_STATE_DETACHED if detach else client_pb2.APP_STATE_RUNNING)
         app = AppRec(new_id("ap"), name, kind, state, now, last_heartbeat=now, workspace=current_workspace() or DEFAULT_WORKSPACE)
         if app.workspace != DEFAULT_WORKSPACE:
             self.store.set_meta(f"workspace:{app.app_id}", app.workspace)

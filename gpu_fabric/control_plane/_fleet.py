@@ -269,6 +269,18 @@ class Fleet:
         self._dispatch(fn)
 
     # ------------------------------------------------------------------ tick
+    def _stop_finished_detached_apps(self, now: float) -> None:
+        """A detached app whose client has gone stops once none of its inputs is left (queued,
+        running or waiting for a retry)."""
+        gone = [app for app in self.apps.values() if app.state == client_pb2.APP_STATE_DETACHED
+                and now - app.last_heartbeat > self.app_heartbeat_timeout_s]
+        if not gone:
+            return
+        busy = {self.functions[rec.function_id].app_id for rec in self.inputs.values()}
+        for app in gone:
+            if app.app_id not in busy:
+                self.stop_app(app, "the detached app's client has gone and its inputs are done")
+
     def tick(self) -> None:
         """Periodic work: lapsed heartbeats, timeouts, scale-down, unplaceable inputs, expiry."""
         now = self.clock()
@@ -279,6 +291,7 @@ class Fleet:
             if (app.kind == client_pb2.APP_KIND_EPHEMERAL and app.state == client_pb2.APP_STATE_RUNNING
                     and now - app.last_heartbeat > self.app_heartbeat_timeout_s):
                 self.stop_app(app, "the app's client went away")
+        self._stop_finished_detached_apps(now)
         for container in list(self.containers.values()):
             fn = self.functions[container.function_id]
             startup = fn.spec.startup_timeout_s or DEFAULT_STARTUP_TIMEOUT_S

@@ -70,7 +70,7 @@ class ClientServicer(client_pb2_grpc.FabricClientServicer):
 
     @_status
     async def AppCreate(self, request, context):
-        app = self.engine.create_app(request.name, request.kind)
+        app = self.engine.create_app(request.name, request.kind, request.detach)
         return client_pb2.AppCreateResponse(app_id=app.app_id, heartbeat_timeout_s=self.engine.app_heartbeat_timeout_s)
 
     @_status

@@ -20,6 +20,7 @@ class AppState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     APP_STATE_RUNNING: _ClassVar[AppState]
     APP_STATE_DEPLOYED: _ClassVar[AppState]
     APP_STATE_STOPPED: _ClassVar[AppState]
+    APP_STATE_DETACHED: _ClassVar[AppState]
 
 class CallKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -35,6 +36,7 @@ APP_STATE_UNSPECIFIED: AppState
 APP_STATE_RUNNING: AppState
 APP_STATE_DEPLOYED: AppState
 APP_STATE_STOPPED: AppState
+APP_STATE_DETACHED: AppState
 CALL_KIND_UNSPECIFIED: CallKind
 CALL_KIND_REMOTE: CallKind
 CALL_KIND_MAP: CallKind
@@ -70,14 +72,16 @@ class HelloResponse(_message.Message):
     def __init__(self, server_version: _Optional[str] = ..., default_python_version: _Optional[str] = ..., inline_limit_bytes: _Optional[int] = ..., max_payload_bytes: _Optional[int] = ..., max_inputs_per_batch: _Optional[int] = ..., workspace: _Optional[str] = ...) -> None: ...
 
 class AppCreateRequest(_message.Message):
-    __slots__ = ("name", "kind", "description")
+    __slots__ = ("name", "kind", "description", "detach")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    DETACH_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: AppKind
     description: str
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[AppKind, str]] = ..., description: _Optional[str] = ...) -> None: ...
+    detach: bool
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[AppKind, str]] = ..., description: _Optional[str] = ..., detach: _Optional[bool] = ...) -> None: ...
 
 class AppCreateResponse(_message.Message):
     __slots__ = ("app_id", "heartbeat_timeout_s")

@@ -271,6 +271,26 @@ def test_backpressure_is_resource_exhausted(tmp_path):
         plane.stop()
 
 
+def test_only_an_ephemeral_app_is_detached_and_it_stays_so_across_a_restart(tmp_path):
+    data = str(tmp_path / "f")
+    plane = RunningPlane(data)
+    try:
+        with pytest.raises(grpc.RpcError) as err:
+            plane.client.AppCreate(client_pb2.AppCreateRequest(name="d", kind=client_pb2.APP_KIND_DEPLOYED, detach=True),
+                                   metadata=plane.md)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "ephemeral" in err.value.details()
+        app_id = plane.client.AppCreate(client_pb2.AppCreateRequest(name="d", kind=client_pb2.APP_KIND_EPHEMERAL, detach=True),
+                                        metadata=plane.md).app_id
+    finally:
+        plane.stop()
+    plane = RunningPlane(data)
+    try:
+        apps = plane.client.AppList(client_pb2.AppListRequest(), metadata=plane.md).apps
+        assert [a.state for a in apps if a.app_id == app_id] == [client_pb2.APP_STATE_DETACHED]
+    finally:
+        plane.stop()
+
+
 def test_accepted_inputs_and_outputs_survive_a_restart(tmp_path):
     data = str(tmp_path / "f")
     plane = RunningPlane(data)

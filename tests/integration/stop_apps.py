@@ -18,3 +18,9 @@ def hold(path: str, seconds: float) -> None:
 @app.function(retries=fabric.Retries(max_retries=3, initial_delay=60.0), timeout=60)
 def flaky() -> None:
     raise RuntimeError("fails; its retry waits a minute")
+
+
+@app.local_entrypoint()
+def spawn_hold(path: str, seconds: float = 1.0):
+    """Spawns `hold` and returns at once, printing the call's id."""
+    print(f"call {hold.spawn(path, seconds).object_id}")

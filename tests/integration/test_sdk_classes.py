@@ -60,39 +60,6 @@ def test_exit_runs_when_the_fabric_stops_a_container_that_is_printing(new_fabric
     assert log.read_text() == "started\nexit\n"
 
 
-def test_stopping_an_app_ends_its_queued_running_and_retrying_inputs(new_fabric, tmp_path):
-    """As in Modal: a stopped app's inputs all end at once (queued, running, waiting for a retry),
-    and the container running one stops, rather than running (and billing) up to its timeout."""
-    from . import stop_apps
-
-    pids = tmp_path / "pids"
-    new_fabric("--workers", "1")
-    with stop_apps.app.run():
-        running = stop_apps.hold.spawn(str(pids), 600)
-        assert _wait_for(lambda: pids.exists() and pids.read_text())
-        queued = stop_apps.hold.spawn(str(pids), 600)  # max_containers=1: it waits
-        retrying = stop_apps.flaky.spawn()
-        assert _wait_for(lambda: retrying.get_usage().attempts == 1)  # failed once, retried in 60 s
-        stopped = time.monotonic()
-    for call in (running, queued, retrying):
-        with pytest.raises(exception.InputCancellation, match="the app was stopped"):
-            call.get(timeout=10)
-    pid = int(pids.read_text().split()[0])
-    assert len(pids.read_text().split()) == 1  # the queued input never ran
-
-    def gone() -> bool:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        return False
-
-    assert _wait_for(gone, timeout=20)
-    assert time.monotonic() - stopped < 20
-    usage = running.get_usage()
-    assert (usage.num_inputs, usage.num_finished, usage.num_running, usage.attempts) == (1, 1, 0, 1)
-
-
 def test_parameters_get_their_own_containers(fabric_env):
     with sdk_apps.app.run():
         a = sdk_apps.Counter(start=10)
