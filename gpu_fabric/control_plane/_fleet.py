@@ -272,14 +272,14 @@ class Fleet:
     def _stop_finished_detached_apps(self, now: float) -> None:
         """A detached app whose client has gone stops once none of its inputs is left (queued,
         running or waiting for a retry)."""
-        gone = [app for app in self.apps.values() if app.state == client_pb2.APP_STATE_DETACHED
-                and now - app.last_heartbeat > self.app_heartbeat_timeout_s]
-        if not gone:
-            return
-        busy = {self.functions[rec.function_id].app_id for rec in self.inputs.values()}
-        for app in gone:
-            if app.app_id not in busy:
-                self.stop_app(app, "the detached app's client has gone and its inputs are done")
+        gone = {app.app_id: app for app in self.apps.values() if app.state == client_pb2.APP_STATE_DETACHED
+                and now - app.last_heartbeat > self.app_heartbeat_timeout_s}
+        for rec in self.inputs.values():
+            if not gone:
+                return
+            gone.pop(self.functions[rec.function_id].app_id, None)  # not done yet
+        for app in gone.values():
+            self.stop_app(app, "the detached app's client has gone and its inputs are done")
 
     def tick(self) -> None:
         """Periodic work: lapsed heartbeats, timeouts, scale-down, unplaceable inputs, expiry."""
