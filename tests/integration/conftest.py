@@ -62,6 +62,25 @@ class Fabric:
                 self.proc.wait(5)
 
 
+def wait_for(predicate, timeout: float = 30.0) -> bool:
+    """Whether `predicate()` came true within `timeout` seconds (polled every 0.1 s)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def alive(pid: int) -> bool:
+    """Whether a process with this pid still exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def _use(monkeypatch, fabric: Fabric) -> None:
     monkeypatch.setenv("GPUFABRIC_URL", fabric.url)
     monkeypatch.setenv("GPUFABRIC_TOKEN", fabric.token)

@@ -11,25 +11,9 @@ import pytest
 from core_executor import exception
 
 from . import stop_apps
+from .conftest import alive, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def _wait_for(predicate, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
-
-
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def _state(app_id: str) -> str:
@@ -48,16 +32,16 @@ def test_stopping_an_app_ends_its_queued_running_and_retrying_inputs(new_fabric,
     new_fabric("--workers", "1")
     with stop_apps.app.run():
         running = stop_apps.hold.spawn(str(pids), 600)
-        assert _wait_for(lambda: pids.exists() and pids.read_text())
+        assert wait_for(lambda: pids.exists() and pids.read_text())
         queued = stop_apps.hold.spawn(str(pids), 600)  # max_containers=1: it waits
         retrying = stop_apps.flaky.spawn()
-        assert _wait_for(lambda: retrying.get_usage().attempts == 1)  # failed once, retried in 60 s
+        assert wait_for(lambda: retrying.get_usage().attempts == 1)  # failed once, retried in 60 s
         stopped = time.monotonic()
     for call in (running, queued, retrying):
         with pytest.raises(exception.InputCancellation, match="the app was stopped"):
             call.get(timeout=10)
     assert len(pids.read_text().split()) == 1  # the queued input never ran
-    assert _wait_for(lambda: _gone(int(pids.read_text())), timeout=20)
+    assert wait_for(lambda: not alive(int(pids.read_text())), timeout=20)
     assert time.monotonic() - stopped < 20
     usage = running.get_usage()
     assert (usage.num_inputs, usage.num_finished, usage.num_running, usage.attempts) == (1, 1, 0, 1)
@@ -78,7 +62,7 @@ def test_a_detached_app_outlives_its_client_until_its_inputs_are_done(new_fabric
     assert _state(app_id) == "detached"
     assert first.get(timeout=60) is None and second.get(timeout=60) is None
     assert len(pids.read_text().split()) == 2
-    assert _wait_for(lambda: _state(app_id) == "stopped", timeout=20)
+    assert wait_for(lambda: _state(app_id) == "stopped", timeout=20)
 
 
 def test_stop_ends_a_detached_app_at_once(new_fabric, tmp_path):
@@ -87,14 +71,14 @@ def test_stop_ends_a_detached_app_at_once(new_fabric, tmp_path):
     with stop_apps.app.run(detach=True):
         app_id = stop_apps.app.app_id
         call = stop_apps.hold.spawn(str(pids), 600)
-        assert _wait_for(lambda: pids.exists() and pids.read_text())
+        assert wait_for(lambda: pids.exists() and pids.read_text())
     out = subprocess.run([sys.executable, "-m", "core_executor.cli", "app", "stop", app_id],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     with pytest.raises(exception.InputCancellation, match="the app was stopped"):
         call.get(timeout=10)
     assert _state(app_id) == "stopped"
-    assert _wait_for(lambda: _gone(int(pids.read_text())), timeout=20)
+    assert wait_for(lambda: not alive(int(pids.read_text())), timeout=20)
 
 
 def test_gpufabric_run_detach(new_fabric, tmp_path):

@@ -14,7 +14,7 @@ import pytest
 
 import core_executor as fabric
 
-from .conftest import Fabric, _use
+from .conftest import Fabric, _use, alive
 
 pytestmark = pytest.mark.integration
 
@@ -94,21 +94,13 @@ def _cloud_instances(state_path) -> dict:
         return json.load(f)["instances"]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 @pytest.fixture
 def simulated_cloud(tmp_path):
     """The simulated cloud's state file; whatever machines (worker processes) it still lists are killed after."""
     state_path = tmp_path / "cloud" / "state.json"
     yield state_path
     for entry in _cloud_instances(state_path).values():
-        if entry["pid"] and _alive(entry["pid"]):
+        if entry["pid"] and alive(entry["pid"]):
             os.killpg(entry["pid"], signal.SIGKILL)
 
 
@@ -132,7 +124,7 @@ def test_a_restarted_control_plane_adopts_the_machines_it_launched(tmp_path, mon
         time.sleep(2.0)  # the call runs on the machine
         crashed_at = time.time()
         first.stop(signal.SIGKILL)  # the control plane crashes; the machine (its own session) runs on
-        assert _alive(entry["pid"]) and list(_cloud_instances(simulated_cloud)) == [instance_id]
+        assert alive(entry["pid"]) and list(_cloud_instances(simulated_cloud)) == [instance_id]
 
         second = Fabric(data_dir, *args, port=port).start()
         _use(monkeypatch, second)
@@ -155,6 +147,6 @@ def test_a_restarted_control_plane_adopts_the_machines_it_launched(tmp_path, mon
         (machine,) = [c for c in map(json.loads, f) if c["kind"] == "instance"]
     assert machine["started_at"] < crashed_at and machine["started_at"] + machine["seconds"] > crashed_at + 5
     deadline = time.monotonic() + 20
-    while _alive(entry["pid"]) and time.monotonic() < deadline:
+    while alive(entry["pid"]) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _alive(entry["pid"])
+    assert not alive(entry["pid"])

@@ -10,17 +10,9 @@ import core_executor as fabric
 from core_executor import exception
 
 from . import sdk_apps
+from .conftest import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def _wait_for(predicate, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_class_methods_share_one_instance_and_enter_runs_once(fabric_env, tmp_path):
@@ -37,7 +29,7 @@ def test_class_methods_share_one_instance_and_enter_runs_once(fabric_env, tmp_pa
         assert list(default.add.map([1, 1, 1])) == [6, 7, 8]
         assert counter.add.remote(1) == 1
     # The app stopped: its containers ran @exit (scale-down or SIGTERM).
-    assert _wait_for(lambda: os.path.exists(log) and "exit" in open(log).read()), open(log).read()
+    assert wait_for(lambda: os.path.exists(log) and "exit" in open(log).read()), open(log).read()
     lines = open(log).read().split()
     assert lines.count("enter") == 1 and lines.count("exit") == 1
 
@@ -49,11 +41,11 @@ def test_exit_runs_when_the_fabric_stops_a_container_that_is_printing(new_fabric
     fab = new_fabric("--workers", "1")
     with sdk_apps.app.run():
         call = sdk_apps.Chatty(log_path=str(log)).chatter.spawn(60)
-        assert _wait_for(lambda: log.exists() and log.read_text() == "started\n")
+        assert wait_for(lambda: log.exists() and log.read_text() == "started\n")
         time.sleep(1)  # printing
     # Stopping the app stops the container that runs its input: SIGTERM, then SIGKILL after a
     # grace period. The input's 60 s are not waited for.
-    assert _wait_for(lambda: log.read_text() == "started\nexit\n", timeout=20), log.read_text()
+    assert wait_for(lambda: log.read_text() == "started\nexit\n", timeout=20), log.read_text()
     with pytest.raises(exception.InputCancellation, match="the app was stopped"):
         call.get(timeout=10)
     fab.stop()
